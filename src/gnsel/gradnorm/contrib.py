@@ -1,0 +1,125 @@
+"""Per-example gradient contributions of one parameter use, and their squared norms.
+
+A rule describes the per-example gradient of a parameter in one of two forms:
+
+* ``Dense``: the per-example gradient itself, shape ``(B, *param_shape)`` (cheap for vectors such
+  as biases and normalisation weights);
+* ``Outer``: a sum of outer products, ``grad_b = L_b^T R_b`` with ``L_b`` of shape ``(T, p)`` and
+  ``R_b`` of shape ``(T, q)`` (Linear layers with a sequence dimension, unfolded convolutions,
+  embeddings with one-hot ``L``). Its squared norm is taken either by materialising ``L^T R``
+  (cost ``T*p*q`` per example) or by the ghost norm ``<L L^T, R R^T>`` (cost ``T^2*(p+q)``),
+  whichever is cheaper, in chunks of examples so that the temporaries stay small.
+
+Uses of one parameter in several places (a module called twice, tied weights) are combined before
+the norm is taken, so the result stays exact: outer forms concatenate along ``T``; otherwise the
+dense per-example gradients are summed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+# Largest temporary (in elements) a chunk of examples may allocate while taking a norm.
+CHUNK_ELEMENTS = 1 << 24
+
+
+def chunk_size(per_example: int, n: int, budget: int = CHUNK_ELEMENTS) -> int:
+    """How many examples fit in ``budget`` elements when each needs ``per_example`` elements."""
+    return max(1, min(n, budget // max(1, per_example)))
+
+
+def use_ghost(t: int, p: int, q: int) -> bool:
+    """True when the ghost norm costs fewer FLOPs than materialising the per-example gradient."""
+    return t * t * (p + q) < t * p * q
+
+
+@dataclass
+class Dense:
+    """Per-example gradient ``(B, *param_shape)``."""
+
+    grad: Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.grad.shape[0]
+
+    def sq_norms(self) -> Tensor:
+        return self.grad.reshape(self.grad.shape[0], -1).pow(2).sum(1)
+
+    def dense(self) -> Tensor:
+        return self.grad.reshape(self.grad.shape[0], -1)
+
+
+@dataclass
+class Outer:
+    """Per-example gradient ``L_b^T R_b`` summed over ``T`` positions, optionally per group.
+
+    ``L``: ``(B*G, T, p)``, ``R``: ``(B*G, T, q)``; with ``G`` groups the gradient of group ``g``
+    is block ``g`` (of ``p`` rows) of the parameter, as in grouped convolutions.
+    Either tensor may be given lazily as a function of an example range, so that large unfolded
+    inputs are only built a chunk at a time.
+    """
+
+    L: Tensor | Callable[[int, int], Tensor]
+    R: Tensor | Callable[[int, int], Tensor]
+    batch: int
+    groups: int
+    t: int
+    p: int
+    q: int
+
+    def _get(self, x: Tensor | Callable[[int, int], Tensor], start: int, stop: int) -> Tensor:
+        if callable(x):
+            return x(start, stop)
+        return x[start * self.groups : stop * self.groups]
+
+    def sq_norms(self) -> Tensor:
+        t, p, q, g = self.t, self.p, self.q, self.groups
+        ghost = use_ghost(t, p, q)
+        per_ex = g * (t * (p + q) + (t * t if ghost else p * q))
+        step = chunk_size(per_ex, self.batch)
+        out = []
+        for s in range(0, self.batch, step):
+            e = min(self.batch, s + step)
+            left, right = self._get(self.L, s, e), self._get(self.R, s, e)
+            if t == 1:
+                n = left.reshape(-1, p).pow(2).sum(1) * right.reshape(-1, q).pow(2).sum(1)
+            elif ghost:
+                n = (torch.bmm(left, left.transpose(1, 2)) * torch.bmm(right, right.transpose(1, 2))).sum((1, 2))
+            else:
+                n = torch.bmm(left.transpose(1, 2), right).pow(2).sum((1, 2))
+            out.append(n.view(e - s, g).sum(1))
+        return torch.cat(out)
+
+    def full(self) -> tuple[Tensor, Tensor]:
+        return self._get(self.L, 0, self.batch), self._get(self.R, 0, self.batch)
+
+    def dense(self) -> Tensor:
+        left, right = self.full()
+        grad = torch.bmm(left.transpose(1, 2), right)  # (B*G, p, q)
+        return grad.reshape(self.batch, -1)
+
+
+Contribution = Dense | Outer
+
+
+def combined_sq_norms(parts: list[Contribution]) -> Tensor:
+    """Squared norm of the per-example gradient of one parameter summed over all its uses."""
+    if len(parts) == 1:
+        return parts[0].sq_norms()
+    outers = [c for c in parts if isinstance(c, Outer)]
+    if len(outers) == len(parts) and len({(c.groups, c.p, c.q) for c in outers}) == 1:
+        first = outers[0]
+        ls, rs = zip(*(c.full() for c in outers))
+        left = torch.cat(ls, dim=1)
+        right = torch.cat(rs, dim=1)
+        return Outer(left, right, first.batch, first.groups, left.shape[1], first.p, first.q).sq_norms()
+    total = None
+    for c in parts:
+        d = c.dense()
+        total = d if total is None else total + d
+    return total.pow(2).sum(1)

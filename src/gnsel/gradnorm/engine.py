@@ -1,0 +1,305 @@
+"""The exact per-example gradient-norm engine: one forward and one backward pass per batch.
+
+Forward hooks keep each parametrised layer's input and put a hook on its output; the backward pass
+is taken with respect to a few *anchors* only (never all parameters), so autograd computes the
+gradients of activations and skips parameter gradients, as far as the graph allows. When a layer's
+output gradient arrives, its rule (``rules``) turns input and output gradient into per-example
+squared norms right away and lets both go, so memory stays close to a training step's.
+
+Anchors: a layer's backward node runs if the loss depends, through it, on some anchor. Parameters
+outside the scope are made constant for the pass, so every activation that needs a gradient depends
+on an in-scope parameter; anchoring the smallest in-scope parameter of each layer whose inputs need
+no gradient (the first layers) therefore reaches every hooked layer at the cost of, typically, a
+bias gradient.
+
+Parameters used by a module other than their owner (``nn.MultiheadAttention`` reads its
+``out_proj`` weights directly) are adopted by the nearest enclosing module that ran, which then goes
+through the ``torch.func`` fallback. Parameters with several uses are combined before the norm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten
+
+from .contrib import Contribution, combined_sq_norms
+from .errors import GradNormError, UnsupportedLayerError
+from .fallback import batch_dim, fallback_contributions, warn_fallback
+from .rules import find_rule
+
+
+@dataclass
+class _Call:
+    """One forward call of a hooked module, until its output gradient has been used."""
+
+    module: nn.Module
+    names: list[str]  # in-scope parameter names, relative to the module
+    args: tuple
+    kwargs: dict
+    output: object
+    grads: dict[int, Tensor] = field(default_factory=dict)
+    adopter: bool = False
+
+
+class GradNormHooks:
+    """Hooks that collect exact per-example squared gradient norms of ``params`` in ``model``.
+
+    Use as a context manager around one forward pass and one backward pass of the per-example loss
+    sum (or mean, with ``loss_reduction="mean"``); ``sq_norms()`` then returns ``s_i`` per example.
+    The backward may be a plain ``loss.backward()`` of a training step, or ``backward_anchors``
+    for a measurement that must not touch ``.grad``.
+    """
+
+    def __init__(self, model: nn.Module, params: dict[str, nn.Parameter], batch: int | None = None):
+        self.model = model
+        self.params = params
+        self._ids = {id(p): n for n, p in params.items()}
+        self.active = False
+        self._handles: list = []
+        self._calls: list[_Call] = []
+        self._containers: dict[nn.Module, list[_Call]] = {}
+        self._parts: dict[int, list[Contribution]] = {}
+        self._sq: Tensor | None = None
+        self._uses: dict[int, int] = {}
+        self._owned: dict[nn.Module, list[str]] = {}
+        self._names: dict[nn.Module, str] = {}
+        self._prepared = False
+        self._unbatched: set[nn.Module] = set()
+        self.batch = batch
+        for mname, m in model.named_modules(remove_duplicate=False):
+            self._names.setdefault(m, mname)
+            own = [n for n, p in m.named_parameters(recurse=False) if id(p) in self._ids]
+            if own:
+                self._owned[m] = own
+        self._rule_checked: set[nn.Module] = set()
+
+    # ------------------------------------------------------------------ hooks
+    def __enter__(self) -> "GradNormHooks":
+        holders = set(self._owned)
+        for m in self.model.modules():
+            is_owner = m in holders
+            has_scope = any(id(p) in self._ids for p in m.parameters())
+            if is_owner or has_scope:
+                self._handles.append(m.register_forward_hook(self._forward_hook(m, is_owner), with_kwargs=True))
+        self.active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._calls.clear()
+        self._containers.clear()
+        self._parts.clear()
+
+    def _forward_hook(self, module: nn.Module, is_owner: bool) -> Callable:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+            if not self.active:
+                return
+            call = _Call(mod, list(self._owned.get(mod, [])), args, kwargs, output)
+            if not self._is_batched(call):
+                # e.g. a positional embedding of arange(T): its per-example gradients only exist
+                # after broadcasting, so an enclosing batched module measures its parameters.
+                self._unbatched.add(mod)
+                return
+            if is_owner:
+                if find_rule(mod) is None and mod not in self._rule_checked:
+                    self._rule_checked.add(mod)
+                    warn_fallback(mod)
+                self._calls.append(call)
+                self._hook_outputs(call)
+            else:
+                self._containers.setdefault(mod, []).append(call)
+
+        return hook
+
+    def _is_batched(self, call: _Call) -> bool:
+        bdim = batch_dim(call.module)
+        ins = [v for v in tree_flatten((call.args, call.kwargs))[0] if isinstance(v, Tensor)]
+        outs = [v for v in tree_flatten(call.output)[0] if isinstance(v, Tensor)]
+        if not ins or not outs:
+            return False
+        if self.batch is None:
+            self.batch = ins[0].shape[0] if ins[0].dim() else None
+        ok = lambda v: v.dim() > bdim and v.shape[bdim] == self.batch  # noqa: E731
+        return ok(ins[0]) and ok(outs[0])
+
+    def _hook_outputs(self, call: _Call) -> None:
+        leaves, _ = tree_flatten(call.output)
+        for k, o in enumerate(leaves):
+            if isinstance(o, Tensor) and o.requires_grad:
+                o.register_hook(self._grad_hook(call, k))
+
+    def _grad_hook(self, call: _Call, k: int) -> Callable[[Tensor], None]:
+        def hook(g: Tensor) -> None:
+            call.grads[k] = g
+            if self._streamable(call):
+                self._consume(call)
+
+        return hook
+
+    # ------------------------------------------------------------ after forward
+    def prepare(self) -> None:
+        """Settle adoption and use counts once the forward pass is done, before the backward."""
+        if self._unbatched:
+            self._calls = [c for c in self._calls if c.module not in self._unbatched]
+        called = {c.module for c in self._calls}
+        adopted: dict[nn.Module, list[str]] = {}
+        for m, own in self._owned.items():
+            if m in called:
+                continue
+            parent = self._called_ancestor(m)
+            if parent is None:
+                continue  # never used: zero gradient
+            prefix = self._names[m][len(self._names[parent]) :].lstrip(".")
+            adopted.setdefault(parent, []).extend(f"{prefix}.{n}" if prefix else n for n in own)
+        for parent, names in adopted.items():
+            if parent in self._owned:  # an owner that also uses a child's parameters
+                for c in self._calls:
+                    if c.module is parent:
+                        c.names = c.names + names
+                        c.adopter = True
+                continue
+            warn_fallback(parent)
+            for c in self._containers.get(parent, []):
+                leaves, _ = tree_flatten(c.output)
+                c.names = names
+                c.adopter = True
+                self._calls.append(c)
+                self._hook_outputs(c)
+        self._containers.clear()
+        self._uses = {}
+        for c in self._calls:
+            for p in self._call_params(c):
+                self._uses[id(p)] = self._uses.get(id(p), 0) + 1
+        self._prepared = True
+
+    def _called_ancestor(self, m: nn.Module) -> nn.Module | None:
+        name = self._names[m]
+        by_name = {n: mod for mod, n in self._names.items()}
+        while name:
+            name = name.rpartition(".")[0]
+            parent = by_name.get(name)
+            if parent is None or parent in self._unbatched:
+                continue
+            if parent in self._containers or any(c.module is parent for c in self._calls):
+                return parent
+        return None
+
+    def _call_params(self, call: _Call) -> list[nn.Parameter]:
+        params = dict(call.module.named_parameters())
+        return [params[n] for n in call.names]
+
+    def anchors(self) -> list[Tensor]:
+        """Tensors to differentiate against so that every hooked layer's backward node runs."""
+        out: dict[int, Tensor] = {}
+        for c in self._calls:
+            leaves, _ = tree_flatten((c.args, c.kwargs))
+            if any(isinstance(v, Tensor) and v.requires_grad for v in leaves):
+                continue
+            ps = self._call_params(c)
+            if ps:
+                p = min(ps, key=lambda t: t.numel())
+                out[id(p)] = p
+        return list(out.values())
+
+    # ----------------------------------------------------------- during backward
+    def _streamable(self, call: _Call) -> bool:
+        if call.adopter or find_rule(call.module) is None:
+            return False
+        return all(self._uses.get(id(p), 1) == 1 for p in self._call_params(call))
+
+    def _contributions(self, call: _Call) -> dict[str, Contribution]:
+        rule = find_rule(call.module)
+        if rule is not None and not call.adopter:
+            return rule(call.module, call.args, call.grads[0], call.names)
+        self.active = False
+        try:
+            return fallback_contributions(
+                call.module, call.names, call.args, call.kwargs, call.output, call.grads, self.batch
+            )
+        finally:
+            self.active = True
+
+    def _consume(self, call: _Call) -> None:
+        with torch.no_grad():
+            contribs = self._contributions(call)
+            for c in contribs.values():
+                self._add(c.sq_norms())
+        call.args, call.kwargs, call.output, call.grads = (), {}, None, {}
+
+    def _add(self, s: Tensor) -> None:
+        self._sq = s if self._sq is None else self._sq + s
+
+    # ------------------------------------------------------------ after backward
+    def sq_norms(self, scale: float = 1.0) -> Tensor:
+        """Per-example squared gradient norms over the scope; ``scale`` multiplies the gradients."""
+        with torch.no_grad():
+            for c in self._calls:
+                if not c.grads:
+                    continue  # consumed in the backward pass, or its output did not reach the loss
+                params = dict(c.module.named_parameters())
+                for n, contrib in self._contributions(c).items():
+                    self._parts.setdefault(id(params[n]), []).append(contrib)
+                c.args, c.kwargs, c.output, c.grads = (), {}, None, {}
+            for parts in self._parts.values():
+                self._add(combined_sq_norms(parts))
+            self._parts.clear()
+        if self._sq is None:
+            dev = next(iter(self.params.values())).device
+            dtype = next(iter(self.params.values())).dtype
+            return torch.zeros(self.batch, device=dev, dtype=dtype)
+        return self._sq * (scale * scale)
+
+
+@contextlib.contextmanager
+def measuring(model: nn.Module, params: dict[str, nn.Parameter]) -> Iterator[None]:
+    """Eval mode and constant out-of-scope parameters for the duration; everything restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    in_scope = {id(p) for p in params.values()}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in in_scope]
+    try:
+        model.eval()
+        for p in frozen:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        for m, t in modes:
+            m.training = t
+
+
+def check_batch(inputs: Tensor | tuple, targets: Tensor) -> int:
+    """The batch size, after checking that inputs and targets agree on it."""
+    first = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+    if not isinstance(first, Tensor) or first.dim() == 0:
+        raise GradNormError("inputs must be a batched tensor (or a tuple of them)")
+    b = first.shape[0]
+    if not isinstance(targets, Tensor) or targets.dim() == 0 or targets.shape[0] != b:
+        shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise GradNormError(f"targets {shape} do not match the inputs' batch of {b} examples")
+    return b
+
+
+def per_example_losses(loss_fn: Callable, outputs: object, targets: Tensor, batch: int) -> Tensor:
+    """Apply ``loss_fn`` and check it returned one finite value per example."""
+    losses = loss_fn(outputs, targets)
+    if not isinstance(losses, Tensor) or losses.shape != (batch,):
+        shape = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+        raise GradNormError(
+            f"the loss must return one value per example, shape ({batch},), got {shape}; "
+            "use reduction='none' semantics"
+        )
+    bad = ~torch.isfinite(losses.detach())
+    if bool(bad.any()):
+        from .errors import NonFiniteLossError
+
+        raise NonFiniteLossError(bad.nonzero().flatten().tolist(), batch)
+    return losses
