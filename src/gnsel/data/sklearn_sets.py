@@ -1,0 +1,83 @@
+"""Small offline datasets: scikit-learn ``digits`` and a seeded Gaussian-mixture ``synthetic`` task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .registry import register_dataset
+from .splits import RawData
+
+__all__: list[str] = []
+
+_TEST_SPLIT_SEED = 0
+
+
+def _fixed_test_split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (pool_idx, test_idx): a fixed permutation-based holdout of ``test_size`` of ``n`` examples."""
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    n_test = max(1, round(test_size * n))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+@register_dataset("digits")
+def build_digits(
+    *, seed: int = 0, root: Path | None = None, download: bool = False, test_size: float = 0.2
+) -> RawData:
+    """scikit-learn 8x8 digits (1797 images, ships with sklearn): input shape (1, 8, 8), 10 classes, fixed test split."""
+    del seed, root, download
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    pool, test = (torch.from_numpy(i) for i in _fixed_test_split(len(y), test_size, _TEST_SPLIT_SEED))
+    return RawData(x[pool], y[pool], x[test], y[test], num_classes=10, channel_dim=None)
+
+
+@register_dataset("synthetic")
+def build_synthetic(
+    *,
+    seed: int = 0,
+    root: Path | None = None,
+    download: bool = False,
+    n_samples: int = 3000,
+    n_features: int = 20,
+    n_classes: int = 4,
+    noise: float = 1.0,
+    class_sep: float = 2.0,
+    label_noise: float = 0.0,
+    test_size: float = 0.2,
+    data_seed: int | None = None,
+) -> RawData:
+    """Gaussian mixture: one isotropic Gaussian (std ``noise``) per class around random means.
+
+    Class means are ``class_sep * N(0, I/n_features)``-distributed (so their pairwise distance
+    is about ``class_sep * sqrt(2)`` whatever ``n_features``); classes are balanced;
+    ``label_noise`` is the fraction of labels replaced by uniformly random ones. Everything
+    (means, samples, test split) is drawn from ``data_seed``, which defaults to ``seed``.
+    """
+    del root, download
+    if n_samples < 2 or n_features < 1 or n_classes < 2:
+        raise ValueError("synthetic needs n_samples >= 2, n_features >= 1, n_classes >= 2")
+    if not 0.0 <= label_noise <= 1.0:
+        raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
+    rng = np.random.default_rng(seed if data_seed is None else data_seed)
+    means = class_sep * rng.standard_normal((n_classes, n_features)) / np.sqrt(n_features)
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    x = means[y] + noise * rng.standard_normal((n_samples, n_features))
+    if label_noise > 0:
+        flip = rng.random(n_samples) < label_noise
+        y = np.where(flip, rng.integers(0, n_classes, n_samples), y)
+    perm = rng.permutation(n_samples)
+    n_test = max(1, round(test_size * n_samples)) if 0.0 < test_size < 1.0 else None
+    if n_test is None or n_test >= n_samples:
+        raise ValueError(f"test_size must be in (0, 1) and leave training data, got {test_size}")
+    test, pool = torch.from_numpy(np.sort(perm[:n_test])), torch.from_numpy(np.sort(perm[n_test:]))
+    xt = torch.from_numpy(x.astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.int64))
+    return RawData(xt[pool], yt[pool], xt[test], yt[test], num_classes=n_classes, channel_dim=0)
