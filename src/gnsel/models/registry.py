@@ -1,0 +1,155 @@
+"""Model registry: ``register_model``, ``list_models``, ``create_model``, ``model_defaults``.
+
+A builder is a function ``builder(num_classes, input_shape, *, hp1=default1, ...) -> nn.Module``
+whose hyper-parameters are all keyword-only with defaults, so that ``model_defaults`` can list
+them and ``create_model`` can validate a configuration (e.g. from a grid or YAML) before building.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from torch import nn
+
+__all__ = [
+    "register_model",
+    "list_models",
+    "create_model",
+    "model_defaults",
+    "classifier_head",
+]
+
+Builder = Callable[..., nn.Module]
+B = TypeVar("B", bound=Builder)
+
+_REGISTRY: dict[str, Builder] = {}
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _keyword_defaults(name: str, fn: Builder) -> dict[str, Any]:
+    """Return the keyword-only hyper-parameters of ``fn`` with their defaults."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if [p.name for p in positional] != ["num_classes", "input_shape"]:
+        raise TypeError(
+            f"builder for model {name!r} must take (num_classes, input_shape, *, ...) "
+            f"positionally; got {[p.name for p in positional]}"
+        )
+    defaults: dict[str, Any] = {}
+    for p in params:
+        if p.kind is p.KEYWORD_ONLY:
+            if p.default is p.empty:
+                raise TypeError(
+                    f"hyper-parameter {p.name!r} of model {name!r} must have a default"
+                )
+            defaults[p.name] = p.default
+        elif p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(f"builder for model {name!r} must not take *args/**kwargs")
+    return defaults
+
+
+def register_model(name: str) -> Callable[[B], B]:
+    """Decorator registering a model builder under ``name`` (raises ValueError on a clash)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+
+    def decorator(fn: B) -> B:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not fn:
+            raise ValueError(f"model {name!r} is already registered")
+        _DEFAULTS[name] = _keyword_defaults(name, fn)
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Return the sorted names of all registered models."""
+    return sorted(_REGISTRY)
+
+
+def _check_name(name: str) -> None:
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown model {name!r}; valid choices: {', '.join(list_models())}"
+        )
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """Return the keyword hyper-parameters model ``name`` accepts, with their defaults."""
+    _check_name(name)
+    return dict(_DEFAULTS[name])
+
+
+def _check_value(model: str, key: str, value: Any, default: Any) -> None:
+    """Light type check of a hyper-parameter against the type of its default."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        want = "bool"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "int"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "float"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        want = "str"
+    else:
+        return
+    if not ok:
+        raise ValueError(
+            f"hyper-parameter {key!r} of model {model!r} must be {want}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
+
+
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise ValueError(f"input_shape must be a tuple of ints, got {input_shape!r}")
+    shape = tuple(input_shape)
+    if not shape or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
+    ):
+        raise ValueError(
+            f"input_shape must be a non-empty tuple of positive ints (batch excluded), "
+            f"got {input_shape!r}"
+        )
+    return shape
+
+
+def create_model(
+    name: str, *, num_classes: int, input_shape: tuple[int, ...], **kwargs: Any
+) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes and per-example ``input_shape``."""
+    _check_name(name)
+    defaults = _DEFAULTS[name]
+    unknown = [k for k in kwargs if k not in defaults]
+    if unknown:
+        raise ValueError(
+            f"unknown keyword(s) {', '.join(map(repr, unknown))} for model {name!r}; "
+            f"accepted: {', '.join(defaults) or '(none)'}"
+        )
+    for k, v in kwargs.items():
+        _check_value(name, k, v, defaults[k])
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    shape = _check_input_shape(input_shape)
+    return _REGISTRY[name](num_classes, shape, **kwargs)
+
+
+def classifier_head(model: nn.Module) -> nn.Linear:
+    """Return the classifier head of a gnsel model: its last ``nn.Linear`` in ``modules()`` order."""
+    head = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            head = m
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier head")
+    return head
