@@ -1,5 +1,6 @@
 """Exact per-example gradient norms (GN) in one forward and one backward pass, and the fc approximation."""
 
+from . import attention  # noqa: F401  (registers the MultiheadAttention rule)
 from .api import GradNorm, gradient_norm, per_sample_grad_sq_norms, resolve_device
 from .engine import GradNormHooks
 from .errors import GradNormError, NonFiniteLossError, UnsupportedLayerError

@@ -37,21 +37,32 @@ def use_ghost(t: int, p: int, q: int) -> bool:
     return t * t * (p + q) < t * p * q
 
 
-@dataclass
 class Dense:
-    """Per-example gradient ``(B, *param_shape)``."""
+    """Per-example gradient ``(B, *param_shape)``, or a function of an example range giving it,
+    so that large per-example gradients are only formed a chunk of examples at a time."""
 
-    grad: Tensor
+    def __init__(self, grad: Tensor | Callable[[int, int], Tensor], batch: int | None = None, numel: int = 0):
+        self.grad = grad
+        self.batch = grad.shape[0] if isinstance(grad, Tensor) else int(batch)
+        self.numel = numel
 
-    @property
-    def batch(self) -> int:
-        return self.grad.shape[0]
+    def _get(self, start: int, stop: int) -> Tensor:
+        g = self.grad[start:stop] if isinstance(self.grad, Tensor) else self.grad(start, stop)
+        return g.reshape(stop - start, -1)
 
     def sq_norms(self) -> Tensor:
-        return self.grad.reshape(self.grad.shape[0], -1).pow(2).sum(1)
+        if isinstance(self.grad, Tensor):
+            return _sq(self.grad.reshape(self.batch, -1))
+        step = chunk_size(2 * self.numel, self.batch)
+        return torch.cat([_sq(self._get(s, min(self.batch, s + step))) for s in range(0, self.batch, step)])
 
     def dense(self) -> Tensor:
-        return self.grad.reshape(self.grad.shape[0], -1)
+        return self._get(0, self.batch)
+
+
+def _sq(x: Tensor) -> Tensor:
+    """Row-wise squared L2 norms of a 2-D tensor."""
+    return torch.linalg.vector_norm(x, dim=1).pow(2)
 
 
 @dataclass
@@ -122,4 +133,4 @@ def combined_sq_norms(parts: list[Contribution]) -> Tensor:
     for c in parts:
         d = c.dense()
         total = d if total is None else total + d
-    return total.pow(2).sum(1)
+    return _sq(total)

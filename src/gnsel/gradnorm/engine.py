@@ -103,6 +103,7 @@ class GradNormHooks:
             if not self.active:
                 return
             call = _Call(mod, list(self._owned.get(mod, [])), args, kwargs, output)
+            replaced = self._broadcast(call) if is_owner else None
             if not self._is_batched(call):
                 # e.g. a positional embedding of arange(T): its per-example gradients only exist
                 # after broadcasting, so an enclosing batched module measures its parameters.
@@ -116,8 +117,26 @@ class GradNormHooks:
                 self._hook_outputs(call)
             else:
                 self._containers.setdefault(mod, []).append(call)
+            return replaced
 
         return hook
+
+    def _broadcast(self, call: _Call) -> Tensor | None:
+        """A call on a batch of one that the model broadcasts over the batch (a positional embedding
+        of ``arange(T)[None]``): expand its input and output to the batch, so that its per-example
+        gradients arrive unreduced. Broadcasting against batched tensors is unchanged by this."""
+        if not self.batch or self.batch == 1 or batch_dim(call.module) != 0 or find_rule(call.module) is None:
+            return None
+        ins = [v for v in tree_flatten((call.args, call.kwargs))[0] if isinstance(v, Tensor)]
+        out = call.output
+        if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != 1:
+            return None
+        if not ins or any(v.dim() == 0 or v.shape[0] != 1 for v in ins):
+            return None
+        expand = lambda v: v.expand(self.batch, *v.shape[1:]) if isinstance(v, Tensor) else v  # noqa: E731
+        call.args = tuple(expand(v) for v in call.args)
+        call.output = expand(out)
+        return call.output
 
     def _is_batched(self, call: _Call) -> bool:
         bdim = batch_dim(call.module)
@@ -161,10 +180,11 @@ class GradNormHooks:
             adopted.setdefault(parent, []).extend(f"{prefix}.{n}" if prefix else n for n in own)
         for parent, names in adopted.items():
             if parent in self._owned:  # an owner that also uses a child's parameters
+                covers = getattr(find_rule(parent), "covers_children", False)
                 for c in self._calls:
                     if c.module is parent:
                         c.names = c.names + names
-                        c.adopter = True
+                        c.adopter = c.adopter or not covers
                 continue
             warn_fallback(parent)
             for c in self._containers.get(parent, []):
@@ -213,12 +233,19 @@ class GradNormHooks:
     def _streamable(self, call: _Call) -> bool:
         if call.adopter or find_rule(call.module) is None:
             return False
+        if sum(isinstance(v, Tensor) for v in tree_flatten(call.output)[0]) != 1:
+            return False  # several outputs: wait until all their gradients are in
         return all(self._uses.get(id(p), 1) == 1 for p in self._call_params(call))
 
     def _contributions(self, call: _Call) -> dict[str, Contribution]:
         rule = find_rule(call.module)
-        if rule is not None and not call.adopter:
-            return rule(call.module, call.args, call.grads[0], call.names)
+        if rule is not None and not call.adopter and set(call.grads) == {0}:
+            try:
+                if getattr(rule, "needs_kwargs", False):
+                    return rule(call.module, call.args, call.grads[0], call.names, call.kwargs)
+                return rule(call.module, call.args, call.grads[0], call.names)
+            except NotImplementedError:
+                pass  # a configuration the rule does not cover: exact fallback below
         self.active = False
         try:
             return fallback_contributions(
