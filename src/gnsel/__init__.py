@@ -2,6 +2,7 @@
 
 from .gradnorm import (
     GradNorm,
+    GradNormCollector,
     GradNormError,
     NonFiniteLossError,
     UnsupportedLayerError,
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GradNorm",
+    "GradNormCollector",
     "GradNormError",
     "NonFiniteLossError",
     "UnsupportedLayerError",

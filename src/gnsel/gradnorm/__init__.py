@@ -2,6 +2,7 @@
 
 from . import attention  # noqa: F401  (registers the MultiheadAttention rule)
 from .api import GradNorm, gradient_norm, per_sample_grad_sq_norms, resolve_device
+from .collector import GradNormCollector
 from .engine import GradNormHooks
 from .errors import GradNormError, NonFiniteLossError, UnsupportedLayerError
 from .losses import LOSSES, resolve_loss
@@ -11,6 +12,7 @@ from .scope import classifier_head, resolve_scope
 __all__ = [
     "GradNorm",
     "GradNormError",
+    "GradNormCollector",
     "GradNormHooks",
     "LOSSES",
     "NonFiniteLossError",

@@ -8,8 +8,10 @@ parameter gradients through autograd, which is what keeps exact GN at about one 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,20 @@ GHOST_BIAS = 2
 Rule = Callable[[nn.Module, tuple, Tensor, list[str]], dict[str, Contribution]]
 
 _RULES: dict[type[nn.Module], Rule] = {}
+
+# How BatchNorm in train mode is treated: "error" (per-example gradients undefined) or "constant"
+# (batch statistics taken as constants, for trajectory GN during training).
+_BATCH_STATS: contextvars.ContextVar[str] = contextvars.ContextVar("gnsel_batch_stats", default="error")
+
+
+@contextlib.contextmanager
+def batch_statistics(mode: str) -> Iterator[None]:
+    """Within this context, BatchNorm on batch statistics is an ``"error"`` or taken as ``"constant"``."""
+    token = _BATCH_STATS.set(mode)
+    try:
+        yield
+    finally:
+        _BATCH_STATS.reset(token)
 
 
 def register_rule(*types: type[nn.Module]) -> Callable[[Rule], Rule]:
@@ -179,14 +195,20 @@ def _affine(names: list[str], g: Tensor, xhat: Tensor, reduce_dims: tuple[int, .
 @register_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 def batchnorm_rule(module: nn.modules.batchnorm._BatchNorm, inputs: tuple, grad: Tensor, names: list[str]) -> dict[str, Contribution]:
     """Eval-mode BatchNorm is per-channel affine in x: ``dw = sum g * xhat``, ``db = sum g``."""
-    if module.training or module.running_mean is None or module.running_var is None:
+    x = inputs[0].detach()
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    batch_stats = module.training or module.running_mean is None or module.running_var is None
+    if batch_stats and _BATCH_STATS.get() == "constant":
+        dims = [0] + list(range(2, x.dim()))
+        var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
+        xhat = (x - mean) * torch.rsqrt(var + module.eps)
+        return _affine(names, grad, xhat, tuple(range(2, x.dim())))
+    if batch_stats:
         raise UnsupportedLayerError(
             f"{type(module).__name__} normalises with batch statistics (train mode or "
             "track_running_stats=False), which couples the examples of a batch: per-example "
             "gradients are undefined. Measure in eval mode with running statistics."
         )
-    x = inputs[0].detach()
-    shape = [1, -1] + [1] * (x.dim() - 2)
     xhat = (x - module.running_mean.view(shape)) * torch.rsqrt(module.running_var.view(shape) + module.eps)
     return _affine(names, grad, xhat, tuple(range(2, x.dim())))
 
