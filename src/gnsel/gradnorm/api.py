@@ -68,6 +68,20 @@ def _batch_norms(
     want_grad_sum: bool,
 ) -> tuple[Tensor, dict[str, Tensor] | None]:
     """Per-example squared norms of one batch, and optionally the summed gradient over it."""
+    if torch.is_inference_mode_enabled():
+        raise GradNormError("gradient norms need autograd: call gnsel outside torch.inference_mode()")
+    with torch.enable_grad():
+        return _batch_norms_grad(model, inputs, targets, loss, scope, want_grad_sum)
+
+
+def _batch_norms_grad(
+    model: nn.Module,
+    inputs: Tensor | tuple,
+    targets: Tensor,
+    loss: str | LossFn,
+    scope: Scope,
+    want_grad_sum: bool,
+) -> tuple[Tensor, dict[str, Tensor] | None]:
     params = resolve_scope(model, scope)
     loss_fn = resolve_loss(loss)
     device = _device_of(model)

@@ -31,6 +31,7 @@ from .contrib import Contribution, combined_sq_norms
 from .errors import GradNormError, UnsupportedLayerError
 from .fallback import batch_dim, fallback_contributions, warn_fallback
 from .rules import find_rule
+from .tracking import ForwardTracker
 
 
 @dataclass
@@ -77,6 +78,18 @@ class GradNormHooks:
             if own:
                 self._owned[m] = own
         self._rule_checked: set[nn.Module] = set()
+        self._parent: dict[nn.Module, nn.Module] = {}
+        for m in model.modules():
+            for child in m.children():
+                self._parent.setdefault(child, m)
+        owners: dict[int, set[int]] = {}
+        for m, own in self._owned.items():
+            mine = dict(m.named_parameters(recurse=False))
+            for n in own:
+                owners.setdefault(id(mine[n]), set()).add(id(m))
+        self._foreign: dict[int, tuple[nn.Parameter, set[nn.Module]]] = {}
+        self._tracker = ForwardTracker(set(self._ids), owners, self._note_foreign)
+        self._tracking = False
 
     # ------------------------------------------------------------------ hooks
     def __enter__(self) -> "GradNormHooks":
@@ -85,11 +98,32 @@ class GradNormHooks:
             is_owner = m in holders
             has_scope = any(id(p) in self._ids for p in m.parameters())
             if is_owner or has_scope:
+                self._handles.append(m.register_forward_pre_hook(self._pre_hook(m is self.model), with_kwargs=True))
                 self._handles.append(m.register_forward_hook(self._forward_hook(m, is_owner), with_kwargs=True))
         self.active = True
+        self._tracker.__enter__()
+        self._tracking = True
         return self
 
+    def _stop_tracking(self) -> None:
+        if self._tracking:
+            self._tracking = False
+            self._tracker.__exit__(None, None, None)
+
+    def _note_foreign(self, param: Tensor, module: nn.Module) -> None:
+        self._foreign.setdefault(id(param), (param, set()))[1].add(module)
+
+    def _pre_hook(self, is_root: bool) -> Callable:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            if self.active:
+                if is_root and not self._tracker.stack:
+                    self._tracker.mark((args, kwargs))
+                self._tracker.stack.append(mod)
+
+        return hook
+
     def __exit__(self, *exc: object) -> None:
+        self._stop_tracking()
         self.active = False
         for h in self._handles:
             h.remove()
@@ -102,9 +136,11 @@ class GradNormHooks:
         def hook(mod: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
             if not self.active:
                 return
+            if self._tracker.stack and self._tracker.stack[-1] is mod:
+                self._tracker.stack.pop()
             call = _Call(mod, list(self._owned.get(mod, [])), args, kwargs, output)
             replaced = self._broadcast(call) if is_owner else None
-            if not self._is_batched(call):
+            if replaced is None and not self._is_batched(call):
                 # e.g. a positional embedding of arange(T): its per-example gradients only exist
                 # after broadcasting, so an enclosing batched module measures its parameters.
                 self._unbatched.add(mod)
@@ -147,7 +183,7 @@ class GradNormHooks:
         if self.batch is None:
             self.batch = ins[0].shape[0] if ins[0].dim() else None
         ok = lambda v: v.dim() > bdim and v.shape[bdim] == self.batch  # noqa: E731
-        return ok(ins[0]) and ok(outs[0])
+        return ok(ins[0]) and ok(outs[0]) and self._tracker.is_marked(ins[0])
 
     def _hook_outputs(self, call: _Call) -> None:
         leaves, _ = tree_flatten(call.output)
@@ -166,33 +202,26 @@ class GradNormHooks:
     # ------------------------------------------------------------ after forward
     def prepare(self) -> None:
         """Settle adoption and use counts once the forward pass is done, before the backward."""
+        self._stop_tracking()
         if self._unbatched:
             self._calls = [c for c in self._calls if c.module not in self._unbatched]
         called = {c.module for c in self._calls}
-        adopted: dict[nn.Module, list[str]] = {}
+        wanted: list[tuple[nn.Module, nn.Parameter]] = []  # (where the use happened, parameter)
         for m, own in self._owned.items():
-            if m in called:
-                continue
-            parent = self._called_ancestor(m)
-            if parent is None:
-                continue  # never used: zero gradient
-            prefix = self._names[m][len(self._names[parent]) :].lstrip(".")
-            adopted.setdefault(parent, []).extend(f"{prefix}.{n}" if prefix else n for n in own)
-        for parent, names in adopted.items():
-            if parent in self._owned:  # an owner that also uses a child's parameters
-                covers = getattr(find_rule(parent), "covers_children", False)
-                for c in self._calls:
-                    if c.module is parent:
-                        c.names = c.names + names
-                        c.adopter = c.adopter or not covers
-                continue
-            warn_fallback(parent)
-            for c in self._containers.get(parent, []):
-                leaves, _ = tree_flatten(c.output)
-                c.names = names
-                c.adopter = True
-                self._calls.append(c)
-                self._hook_outputs(c)
+            if m not in called:  # never ran on the batch itself: measured where it was used
+                mine = dict(m.named_parameters(recurse=False))
+                wanted += [(self._parent.get(m), mine[n]) for n in own]
+        for param, users in self._foreign.values():
+            wanted += [(u, param) for u in users]
+        adopt: dict[int, tuple[nn.Parameter, set[nn.Module]]] = {}
+        for start, param in wanted:
+            a = self._adopter(start, param)
+            if a is not None:
+                adopt.setdefault(id(param), (param, set()))[1].add(a)
+        for param, adopters in adopt.values():
+            outer = {a for a in adopters if not any(b is not a and self._inside(a, b) for b in adopters)}
+            for a in outer:
+                self._adopt(a, param)
         self._containers.clear()
         self._uses = {}
         for c in self._calls:
@@ -200,17 +229,63 @@ class GradNormHooks:
                 self._uses[id(p)] = self._uses.get(id(p), 0) + 1
         self._prepared = True
 
-    def _called_ancestor(self, m: nn.Module) -> nn.Module | None:
-        name = self._names[m]
-        by_name = {n: mod for mod, n in self._names.items()}
-        while name:
-            name = name.rpartition(".")[0]
-            parent = by_name.get(name)
-            if parent is None or parent in self._unbatched:
-                continue
-            if parent in self._containers or any(c.module is parent for c in self._calls):
-                return parent
+    def _inside(self, m: nn.Module, ancestor: nn.Module) -> bool:
+        while m in self._parent:
+            m = self._parent[m]
+            if m is ancestor:
+                return True
+        return False
+
+    def _adopter(self, start: nn.Module | None, param: nn.Parameter) -> nn.Module | None:
+        """The nearest module from ``start`` up that holds ``param`` and ran on the batch."""
+        called = {c.module for c in self._calls}
+        m = start
+        while m is not None:
+            if (m in called or m in self._containers) and m not in self._unbatched:
+                if any(q is param for q in m.parameters()):
+                    return m
+            m = self._parent.get(m)
         return None
+
+    def _adopt(self, a: nn.Module, param: nn.Parameter) -> None:
+        """Measure ``param`` through ``a``'s calls: every use inside ``a`` is then included."""
+        name = next(n for n, q in a.named_parameters(remove_duplicate=False) if q is param)
+        rule = find_rule(a)
+        if getattr(rule, "covers_children", False) and name not in self._owned.get(a, []):
+            own_calls = [c for c in self._calls if c.module is a]
+            if own_calls and "." in name:  # e.g. MultiheadAttention's out_proj: the rule covers it
+                for c in own_calls:
+                    if name not in c.names:
+                        c.names.append(name)
+                self._drop_inside(a, param)
+                return
+        calls = [c for c in self._calls if c.module is a]
+        if not calls:
+            calls = self._containers.get(a, [])
+            if calls:
+                warn_fallback(a)
+            for c in calls:
+                c.names = []
+                c.adopter = True
+                self._calls.append(c)
+                self._hook_outputs(c)
+            self._containers[a] = []
+        for c in calls:
+            if name not in c.names:
+                c.names.append(name)
+            if name not in self._owned.get(a, []) or self._foreign_in(a, param):
+                c.adopter = True
+        self._drop_inside(a, param)
+
+    def _foreign_in(self, a: nn.Module, param: nn.Parameter) -> bool:
+        return id(param) in self._foreign and a in self._foreign[id(param)][1]
+
+    def _drop_inside(self, a: nn.Module, param: nn.Parameter) -> None:
+        """Uses of ``param`` by modules inside ``a`` are already in ``a``'s measurement."""
+        for c in self._calls:
+            if c.module is not a and self._inside(c.module, a):
+                mine = dict(c.module.named_parameters())
+                c.names = [n for n in c.names if mine[n] is not param]
 
     def _call_params(self, call: _Call) -> list[nn.Parameter]:
         params = dict(call.module.named_parameters())
@@ -223,7 +298,8 @@ class GradNormHooks:
             leaves, _ = tree_flatten((c.args, c.kwargs))
             if any(isinstance(v, Tensor) and v.requires_grad for v in leaves):
                 continue
-            ps = self._call_params(c)
+            mine = dict(c.module.named_parameters())
+            ps = [mine[n] for n in set(c.names) | set(self._owned.get(c.module, []))]
             if ps:
                 p = min(ps, key=lambda t: t.numel())
                 out[id(p)] = p
