@@ -1,0 +1,749 @@
+"""SQLite store of runs, per-epoch metrics, cached measures and checkpoints.
+
+One SQLite file holds everything a grid of training runs produces:
+
+* ``runs``     — one row per config, keyed by :func:`config_hash`, with its lifecycle
+  (``pending`` → ``running`` → ``done`` | ``failed``);
+* ``epochs``   — one row per (run, epoch); metrics are real ``REAL`` columns, added with
+  ``ALTER TABLE`` the first time a new metric name is seen;
+* ``measures`` — a cache of (run, epoch, measure) values computed later from checkpoints;
+* ``meta``     — the schema version.
+
+Several processes (e.g. Ray workers) may write concurrently: the file is in WAL mode,
+every connection has a busy timeout, and every write is one short ``BEGIN IMMEDIATE``
+transaction retried on ``database is locked``. A process killed mid-write leaves either
+all or none of that transaction's rows. ``synchronous=NORMAL`` keeps committed data safe
+across process crashes; a power loss may roll back the last few commits, never corrupt.
+
+A :class:`Store` pickles as its path only and opens one connection lazily per process,
+so it can be handed to worker processes. Checkpoints are ``torch.save`` files written
+atomically under ``<db dir>/checkpoints/<run_id>/epoch_<k>.pt`` and read back with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import random
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SCHEMA_VERSION", "STATUSES", "Store", "config_hash", "canonical_json"]
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed")
+
+_COLUMN_RE = re.compile(r"[a-z_][a-z0-9_]*")
+_EPOCH_KEYS = ("run_id", "epoch")
+_CKPT_RE = re.compile(r"epoch_(\d+)\.pt")
+_CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
+_RUN_COLUMNS = (
+    "run_id", "status", "error", "attempts", "started_at", "finished_at",
+    "seconds", "checkpoint_dir", "config_json", "extra_json",
+)
+_MEASURE_COLUMNS = ("run_id", "epoch", "measure", "value", "error", "seconds")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id         TEXT PRIMARY KEY,
+    config_json    TEXT NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    error          TEXT,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    started_at     TEXT,
+    finished_at    TEXT,
+    seconds        REAL,
+    checkpoint_dir TEXT,
+    extra_json     TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL,
+    epoch  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS measures (
+    run_id  TEXT NOT NULL,
+    epoch   INTEGER NOT NULL,
+    measure TEXT NOT NULL,
+    value   REAL,
+    error   TEXT,
+    seconds REAL,
+    PRIMARY KEY (run_id, epoch, measure)
+);
+"""
+
+# Connections inherited through fork() must never be used nor closed by the child:
+# they are parked here so that garbage collection does not close them either.
+_ABANDONED: list[sqlite3.Connection] = []
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _json_default(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, paths, mappings and sets to JSON-able values."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, 0-d tensors
+        return obj.tolist()
+    raise TypeError(f"config value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """Canonical JSON of a config: sorted keys, no whitespace, floats as ``repr``."""
+    return json.dumps(dict(config), sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 16 hex chars of the sha256 of :func:`canonical_json` of the full config."""
+    import hashlib
+
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now() -> str:
+    """Current UTC time as an ISO-8601 string with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _check_column(name: str) -> str:
+    """Return ``name`` if it is a valid metric column name, else raise ValueError."""
+    if not isinstance(name, str) or not _COLUMN_RE.fullmatch(name):
+        raise ValueError(f"invalid metric name {name!r}: must match [a-z_][a-z0-9_]*")
+    if name in _EPOCH_KEYS:
+        raise ValueError(f"metric name {name!r} is reserved")
+    return name
+
+
+def _to_real(key: str, value: Any) -> float | None:
+    """Coerce a metric value (number, bool, numpy/torch scalar or None) to float."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"metric {key!r} must be a number or None, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metric {key!r} must be a number or None, got {value!r}") from exc
+
+
+def _to_int(name: str, value: Any) -> int:
+    """Coerce an epoch index (int or numpy integer, not bool) to int."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from exc
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether an OperationalError is a transient lock/busy error worth retrying."""
+    msg = str(exc).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def _export_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Make object columns CSV/Parquet-portable: lists/dicts and mixed types become JSON text."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype != object:
+            continue
+        values = out[col].dropna()
+        types = {type(v) for v in values}
+        nested = any(issubclass(t, (list, tuple, dict)) for t in types)
+        if not nested and (len(types) <= 1 or types <= {int, float}):
+            continue
+        out[col] = out[col].map(
+            lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v))
+            else json.dumps(v, sort_keys=True, default=_json_default)
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- store
+
+
+class Store:
+    """SQLite store of runs, epochs, measures and checkpoints (one file, many processes)."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 60.0) -> None:
+        """Open (creating file and schema if missing) the store at ``path``."""
+        self.path = Path(path).expanduser().resolve()
+        self.timeout = float(timeout)
+        self._setup()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection()  # fail early, create the schema
+
+    def _setup(self) -> None:
+        """Reset per-process state (connection, caches, lock)."""
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        self._lock = threading.RLock()
+        self._epoch_cols: set[str] = set()
+
+    # -- pickling / lifecycle ------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle only the path and timeout; connections are reopened lazily."""
+        return {"path": str(self.path), "timeout": self.timeout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`__getstate__` without opening a connection."""
+        self.path = Path(state["path"])
+        self.timeout = float(state["timeout"])
+        self._setup()
+
+    def __repr__(self) -> str:
+        """``Store('/path/to/file.db')``."""
+        return f"Store({str(self.path)!r})"
+
+    def __enter__(self) -> Store:
+        """Context manager entry: the store itself."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Context manager exit: close this process's connection."""
+        self.close()
+
+    def close(self) -> None:
+        """Close this process's connection (a later call reopens it lazily)."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            elif self._conn is not None:  # inherited through fork: never touch it
+                _ABANDONED.append(self._conn)
+            self._conn = None
+            self._pid = None
+            self._epoch_cols = set()
+
+    # -- connection & transactions -------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection, opened (and the schema ensured) on first use."""
+        with self._lock:
+            pid = os.getpid()
+            if self._conn is not None and self._pid == pid:
+                return self._conn
+            if self._conn is not None:  # inherited through fork: never touch it
+                _ABANDONED.append(self._conn)
+            self._conn, self._pid, self._epoch_cols = None, None, set()
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn, self._pid = conn, pid
+            return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        """Create missing tables and record/check the schema version."""
+        version = self._schema_version(conn)
+        if version is None:
+            def create(c: sqlite3.Connection) -> None:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+
+            self._write(create, conn)
+            version = self._schema_version(conn)
+        if version is None or version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: schema version {version} is not supported "
+                f"(this gnsel writes version {SCHEMA_VERSION})"
+            )
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int | None:
+        """Schema version recorded in ``meta``, or None for a fresh file."""
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else None
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` again (with jittered back-off) while SQLite reports a lock."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection | None = None) -> T:
+        """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction, retried when locked."""
+        with self._lock:
+            conn = conn if conn is not None else self._connection()
+
+            def attempt() -> T:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._epoch_cols = set()  # a rolled-back ALTER TABLE must be forgotten
+                    raise
+                return result
+
+            return self._retry(attempt)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only query and return all rows."""
+        with self._lock:
+            conn = self._connection()
+            return self._retry(lambda: conn.execute(sql, params).fetchall())
+
+    def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run one read-only query into a DataFrame."""
+        import pandas as pd
+
+        with self._lock:
+            conn = self._connection()
+
+            def query() -> pd.DataFrame:
+                cur = conn.execute(sql, params)
+                cols = [d[0] for d in cur.description]
+                return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
+
+            return self._retry(query)
+
+    # -- runs ----------------------------------------------------------------------
+
+    def register_run(self, config: Mapping[str, Any]) -> str:
+        """Insert ``config`` as a pending run if new; return its run id (config hash)."""
+        return self.register_runs([config])[0]
+
+    def register_runs(self, configs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Register many configs in one transaction; return their run ids in order."""
+        rows = [(config_hash(c), canonical_json(c)) for c in configs]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, config_json) VALUES (?, ?)", rows
+            )
+
+        self._write(insert)
+        return [run_id for run_id, _ in rows]
+
+    def claim_run(self, run_id: str) -> bool:
+        """Start (or restart from scratch) a run unless it is done; False if already done.
+
+        Atomically sets status 'running', increments attempts, stamps started_at and
+        deletes the run's epoch and measure rows left by an interrupted attempt; stale
+        ``epoch_*.pt`` files in its checkpoint directory are removed after the commit.
+        A run another live process is running is taken over: use one claimer per run.
+        """
+
+        def claim(conn: sqlite3.Connection) -> tuple[bool, str | None]:
+            row = conn.execute(
+                "SELECT status, checkpoint_dir FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"unknown run {run_id!r}")
+            if row[0] == "done":
+                return False, None
+            conn.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?,"
+                " finished_at = NULL, seconds = NULL, error = NULL WHERE run_id = ?",
+                (_now(), run_id),
+            )
+            conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM measures WHERE run_id = ?", (run_id,))
+            return True, row[1]
+
+        claimed, ckpt_dir = self._write(claim)
+        if not claimed:
+            return False
+        if ckpt_dir:
+            for path in Path(ckpt_dir).glob("epoch_*.pt"):
+                if _CKPT_RE.fullmatch(path.name):
+                    path.unlink(missing_ok=True)
+        return True
+
+    def finish_run(self, run_id: str, seconds: float, extra: Mapping[str, Any] | None = None) -> None:
+        """Mark a run done with its wall time and optional extra JSON-able info."""
+        extra_json = None if extra is None else json.dumps(dict(extra), sort_keys=True, default=_json_default)
+        self._update_run(
+            run_id,
+            "status = 'done', error = NULL, finished_at = ?, seconds = ?, extra_json = ?",
+            (_now(), float(seconds), extra_json),
+        )
+
+    def fail_run(self, run_id: str, error: str, seconds: float | None = None) -> None:
+        """Mark a run failed, keeping the error text (e.g. a traceback)."""
+        self._update_run(
+            run_id,
+            "status = 'failed', error = ?, finished_at = ?, seconds = ?",
+            (str(error), _now(), None if seconds is None else float(seconds)),
+        )
+
+    def _update_run(self, run_id: str, assignments: str, params: tuple[Any, ...]) -> None:
+        """``UPDATE runs SET <assignments> WHERE run_id = ?``; KeyError if no such run."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*params, run_id))
+            if cur.rowcount == 0:
+                raise KeyError(f"unknown run {run_id!r}")
+
+        self._write(update)
+
+    def run_status(self, run_id: str) -> str | None:
+        """Status of a run ('pending'|'running'|'done'|'failed'), None if unregistered."""
+        rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        return rows[0][0] if rows else None
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row as a dict (config and extra decoded); KeyError if unknown."""
+        rows = self._read(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise KeyError(f"unknown run {run_id!r}")
+        run = dict(zip(_RUN_COLUMNS, rows[0]))
+        run["config"] = json.loads(run.pop("config_json"))
+        extra = run.pop("extra_json")
+        run["extra"] = None if extra is None else json.loads(extra)
+        return run
+
+    def get_config(self, run_id: str) -> dict[str, Any]:
+        """The run's config dict (as stored: canonical JSON decoded); KeyError if unknown."""
+        rows = self._read("SELECT config_json FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise KeyError(f"unknown run {run_id!r}")
+        return json.loads(rows[0][0])
+
+    def pending_runs(self, run_ids: Iterable[str]) -> list[str]:
+        """The given run ids that are not 'done' (unregistered ones included), in order."""
+        ids = list(run_ids)
+        done: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            done.update(
+                r[0] for r in self._read(
+                    f"SELECT run_id FROM runs WHERE status = 'done' AND run_id IN ({marks})", chunk
+                )
+            )
+        return [r for r in ids if r not in done]
+
+    def reset_running(self) -> int:
+        """Turn stale 'running' runs into 'pending' (resume after a kill); return how many."""
+        return self._write(
+            lambda c: c.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'").rowcount
+        )
+
+    # -- epochs --------------------------------------------------------------------
+
+    def _ensure_columns(self, conn: sqlite3.Connection, names: Iterable[str]) -> None:
+        """Add missing REAL metric columns (call inside a write transaction)."""
+        missing = set(names) - self._epoch_cols
+        if not missing:
+            return
+        # Re-read under the write lock: another process may have added some already.
+        self._epoch_cols = {r[1] for r in conn.execute("PRAGMA table_info(epochs)")}
+        for name in sorted(set(names) - self._epoch_cols):
+            conn.execute(f'ALTER TABLE epochs ADD COLUMN "{name}" REAL')
+            self._epoch_cols.add(name)
+
+    def add_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float | int | None]) -> None:
+        """Write one epoch's metrics (INSERT OR REPLACE) in one transaction."""
+        self.add_epochs(run_id, [(epoch, metrics)])
+
+    def add_epochs(
+        self,
+        run_id: str,
+        rows: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, float | int | None]]],
+    ) -> int:
+        """Write many epochs in one transaction (all or none); return the row count.
+
+        Each row is either ``{"epoch": k, **metrics}`` or a pair ``(k, metrics)``.
+        New metric names become REAL columns; names must match ``[a-z_][a-z0-9_]*``.
+        """
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        count = 0
+        for row in rows:
+            if isinstance(row, Mapping):
+                metrics = dict(row)
+                if "epoch" not in metrics:
+                    raise ValueError(f"epoch row without an 'epoch' key: {row!r}")
+                epoch = metrics.pop("epoch")
+                if metrics.pop("run_id", run_id) != run_id:
+                    raise ValueError(f"row for run {row['run_id']!r} passed to add_epochs({run_id!r})")
+            else:
+                epoch, metrics = row
+                metrics = dict(metrics)
+            epoch = _to_int("epoch", epoch)
+            keys = tuple(sorted(metrics))
+            for key in keys:
+                _check_column(key)
+            values = tuple(_to_real(k, metrics[k]) for k in keys)
+            groups.setdefault(keys, []).append((run_id, epoch, *values))
+            count += 1
+        if not groups:
+            return 0
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise KeyError(f"unknown run {run_id!r}")
+            self._ensure_columns(conn, {k for keys in groups for k in keys})
+            for keys, params in groups.items():
+                cols = ", ".join(["run_id", "epoch", *(f'"{k}"' for k in keys)])
+                marks = ", ".join("?" * (2 + len(keys)))
+                conn.executemany(f"INSERT OR REPLACE INTO epochs ({cols}) VALUES ({marks})", params)
+
+        self._write(insert)
+        return count
+
+    def metric_columns(self) -> list[str]:
+        """Names of the metric columns of the epochs table, in creation order."""
+        return [r[1] for r in self._read("PRAGMA table_info(epochs)") if r[1] not in _EPOCH_KEYS]
+
+    # -- measures ------------------------------------------------------------------
+
+    def put_measure(
+        self,
+        run_id: str,
+        epoch: int,
+        measure: str,
+        value: float | None = None,
+        error: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Cache one measure of a run at an epoch (INSERT OR REPLACE); error for failures."""
+        row = (
+            run_id, _to_int("epoch", epoch), str(measure), _to_real(measure, value),
+            None if error is None else str(error), None if seconds is None else float(seconds),
+        )
+        self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO measures (run_id, epoch, measure, value, error, seconds)"
+                " VALUES (?, ?, ?, ?, ?, ?)", row,
+            )
+        )
+
+    def get_measure(self, run_id: str, epoch: int, measure: str) -> dict[str, Any] | None:
+        """The cached measure row as a dict, or None if not cached."""
+        rows = self._read(
+            f"SELECT {', '.join(_MEASURE_COLUMNS)} FROM measures"
+            " WHERE run_id = ? AND epoch = ? AND measure = ?",
+            (run_id, _to_int("epoch", epoch), measure),
+        )
+        return dict(zip(_MEASURE_COLUMNS, rows[0])) if rows else None
+
+    def get_measures(
+        self, run_ids: Iterable[str] | None = None, measure: str | None = None
+    ) -> pd.DataFrame:
+        """Cached measures (optionally of some runs / one measure) as a DataFrame."""
+        where, params = [], []
+        if measure is not None:
+            where.append("measure = ?")
+            params.append(measure)
+        return self._chunked_frame(
+            f"SELECT {', '.join(_MEASURE_COLUMNS)} FROM measures",
+            where, params, run_ids, "ORDER BY run_id, epoch, measure",
+            float_cols=("value", "seconds"),
+        )
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def _checkpoint_dir(self, run_id: str, root: str | os.PathLike[str] | None) -> Path:
+        """Directory of a run's checkpoints: ``root/run_id``, the recorded one, or the default."""
+        if root is not None:
+            return Path(root) / run_id
+        rows = self._read("SELECT checkpoint_dir FROM runs WHERE run_id = ?", (run_id,))
+        if rows and rows[0][0]:
+            return Path(rows[0][0])
+        return self.path.parent / "checkpoints" / run_id
+
+    def save_checkpoint(
+        self,
+        run_id: str,
+        epoch: int,
+        state_dict: Mapping[str, Any],
+        root: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """Atomically ``torch.save`` a state dict to ``<root>/<run_id>/epoch_<k>.pt``; return its path."""
+        import torch
+
+        epoch = _to_int("epoch", epoch)
+        if self.run_status(run_id) is None:
+            raise KeyError(f"unknown run {run_id!r}")
+        directory = (Path(root) if root is not None else self.path.parent / "checkpoints") / run_id
+        directory = directory.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"epoch_{epoch}.pt"
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".epoch_{epoch}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state_dict, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._update_run(run_id, "checkpoint_dir = ?", (str(directory),))
+        return target
+
+    def load_checkpoint(
+        self,
+        run_id: str,
+        epoch: int,
+        map_location: Any = "cpu",
+        root: str | os.PathLike[str] | None = None,
+    ) -> dict[str, Any]:
+        """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary pickles)."""
+        import torch
+
+        path = self._checkpoint_dir(run_id, root) / f"epoch_{_to_int('epoch', epoch)}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint for run {run_id!r} at epoch {epoch}: {path}")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+    def checkpoint_epochs(self, run_id: str, root: str | os.PathLike[str] | None = None) -> list[int]:
+        """Sorted epochs for which the run has a checkpoint file."""
+        directory = self._checkpoint_dir(run_id, root)
+        if not directory.is_dir():
+            return []
+        found = (_CKPT_RE.fullmatch(p.name) for p in directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    # -- reading -------------------------------------------------------------------
+
+    def _chunked_frame(
+        self,
+        select: str,
+        where: list[str],
+        params: list[Any],
+        run_ids: Iterable[str] | None,
+        order: str,
+        float_cols: Iterable[str] = (),
+    ) -> pd.DataFrame:
+        """Run ``select`` filtered by ``where`` and (chunked) run ids; concat the parts."""
+        import pandas as pd
+
+        def query(extra: list[str], extra_params: list[Any]) -> pd.DataFrame:
+            clauses = where + extra
+            sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "") + " " + order
+            return self._frame(sql, params + extra_params)
+
+        if run_ids is None:
+            df = query([], [])
+        else:
+            ids = list(dict.fromkeys(run_ids))
+            parts = [
+                query([f"run_id IN ({','.join('?' * len(chunk))})"], chunk)
+                for chunk in (ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK))
+            ] or [query(["0"], [])]
+            df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        for col in float_cols:
+            if col in df.columns:
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        return df
+
+    def runs_frame(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """Runs (optionally filtered by status) with the config flattened into ``cfg.*`` columns."""
+        import pandas as pd
+
+        where, params = [], []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        df = self._frame(sql, params)
+        df["attempts"] = df["attempts"].astype("int64")
+        df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce").astype("float64")
+        if len(df):
+            cfg = pd.json_normalize([json.loads(s) for s in df["config_json"]])
+            cfg.columns = [f"cfg.{c}" for c in cfg.columns]
+            df = pd.concat([df, cfg], axis=1)
+        return df
+
+    def epochs_frame(
+        self, run_ids: Iterable[str] | None = None, with_config: bool = False
+    ) -> pd.DataFrame:
+        """Epoch rows (all metric columns as float), optionally joined with ``cfg.*`` columns."""
+        metrics = self.metric_columns()
+        df = self._chunked_frame(
+            "SELECT * FROM epochs", [], [], run_ids, "ORDER BY run_id, epoch", float_cols=metrics
+        )
+        df["epoch"] = df["epoch"].astype("int64")
+        if with_config:
+            runs = self.runs_frame()
+            cfg_cols = ["run_id", *(c for c in runs.columns if c.startswith("cfg."))]
+            df = df.merge(runs[cfg_cols], on="run_id", how="left")
+        return df
+
+    def export(
+        self, out_dir: str | os.PathLike[str], formats: Iterable[str] = ("csv", "parquet")
+    ) -> list[Path]:
+        """Write runs/epochs/measures as ``.csv`` and/or ``.parquet`` into ``out_dir``; return the paths."""
+        formats = list(formats)
+        unknown = set(formats) - {"csv", "parquet"}
+        if unknown:
+            raise ValueError(f"unknown export format(s) {sorted(unknown)}; use 'csv' and/or 'parquet'")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        frames = {
+            "runs": self.runs_frame(),
+            "epochs": self.epochs_frame(),
+            "measures": self.get_measures(),
+        }
+        paths: list[Path] = []
+        for name, df in frames.items():
+            df = _export_safe(df)
+            for fmt in formats:
+                path = out / f"{name}.{fmt}"
+                if fmt == "csv":
+                    df.to_csv(path, index=False)
+                else:
+                    df.to_parquet(path, index=False)
+                paths.append(path)
+        return paths
