@@ -15,7 +15,7 @@ from .approx import closed_form_applies, fc_closed_form
 from .engine import GradNormHooks, check_batch, measuring, per_example_losses
 from .errors import GradNormError
 from .losses import LossFn, resolve_loss
-from .scope import Scope, classifier_head, resolve_scope, scope_name
+from .scope import Scope, classifier_head, model_memo, resolve_scope, scope_name
 
 
 @dataclass
@@ -87,9 +87,13 @@ def _batch_norms_grad(
     device = _device_of(model)
     inputs, targets = _to(inputs, device), targets.to(device)
     batch = check_batch(inputs, targets)
-    if isinstance(scope, str) and scope == "fc" and closed_form_applies(loss, classifier_head(model)[1]):
-        head_name, head = classifier_head(model)
-        if not _head_is_tied(model, head):
+    if isinstance(scope, str) and scope == "fc":
+        memo = model_memo(model)
+        if "head" not in memo:
+            head_name, head = classifier_head(model)
+            memo["head"] = (head_name, head, _head_is_tied(model, head))
+        head_name, head, tied = memo["head"]
+        if closed_form_applies(loss, head) and not tied:
             res = fc_closed_form(model, head_name, head, params, inputs, targets, want_grad_sum)
             if res is not None:
                 return res.sq, res.grad_sum

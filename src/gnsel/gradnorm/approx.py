@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .engine import check_batch, measuring, per_example_losses
+from .engine import check_batch, eval_mode, per_example_losses
 from .losses import _cross_entropy
 
 
@@ -50,7 +50,7 @@ def fc_closed_form(
 
     handle = head.register_forward_hook(hook)
     try:
-        with measuring(model, params), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
     finally:
         handle.remove()

@@ -10,8 +10,6 @@ recomputation does not reproduce (``add_bias_kv``, ``add_zero_attn``) go to the 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,15 +45,11 @@ def _attend(mod: nn.MultiheadAttention, qp: Tensor, kp: Tensor, vp: Tensor, mask
     b, l, e = qp.shape
     s = kp.shape[1]
     h = mod.num_heads
-    d = e // h
-    qh = qp.view(b, l, h, d).transpose(1, 2)
-    kh = kp.view(b, s, h, -1).transpose(1, 2)
-    vh = vp.view(b, s, h, -1).transpose(1, 2)
-    scores = qh @ kh.transpose(-2, -1) / math.sqrt(d)
-    if mask is not None:
-        scores = scores + mask
-    attn = torch.softmax(scores, dim=-1)
-    return (attn @ vh).transpose(1, 2).reshape(b, l, -1)
+    qh = qp.reshape(b, l, h, -1).transpose(1, 2)
+    kh = kp.reshape(b, s, h, -1).transpose(1, 2)
+    vh = vp.reshape(b, s, h, -1).transpose(1, 2)
+    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+    return out.transpose(1, 2).reshape(b, l, -1)
 
 
 @register_rule(nn.MultiheadAttention)
@@ -83,19 +77,32 @@ def mha_rule(module: nn.MultiheadAttention, inputs: tuple, grad: Tensor, names: 
     if module.in_proj_bias is not None:
         bq, bk, bv = module.in_proj_bias.detach().chunk(3)
     with torch.enable_grad():
-        qp = F.linear(query, wq, bq).requires_grad_()
-        kp = F.linear(key, wk, bk).requires_grad_()
-        vp = F.linear(value, wv, bv).requires_grad_()
+        if same and module._qkv_same_embed_dim:  # one packed projection; its gradient is [gq gk gv]
+            qkv = F.linear(query, module.in_proj_weight.detach(), None if bq is None else module.in_proj_bias.detach())
+            qkv.requires_grad_()
+            qp, kp, vp = qkv.chunk(3, dim=-1)
+            leaves: tuple[Tensor, ...] = (qkv,)
+        else:
+            qp = F.linear(query, wq, bq).requires_grad_()
+            kp = F.linear(key, wk, bk).requires_grad_()
+            vp = F.linear(value, wv, bv).requires_grad_()
+            leaves = (qp, kp, vp)
         mask = _merged_mask(attn_mask, key_padding_mask, is_causal, b, module.num_heads, l, s, qp.dtype)
         if mask is not None:
             mask = mask.to(qp.device)
         ctx = _attend(module, qp, kp, vp, mask)
         g_ctx = grad @ module.out_proj.weight.detach()
-        gq, gk, gv = torch.autograd.grad(ctx, (qp, kp, vp), g_ctx)
+        grads = torch.autograd.grad(ctx, leaves, g_ctx)
+    if len(grads) == 1:
+        g_all = grads[0]
+        gq, gk, gv = g_all.chunk(3, dim=-1)
+    else:
+        gq, gk, gv = grads
+        g_all = None
     out: dict[str, Contribution] = {}
     if "in_proj_weight" in names:
         if same:
-            g = torch.cat([gq, gk, gv], dim=-1)
+            g = g_all if g_all is not None else torch.cat([gq, gk, gv], dim=-1)
             out["in_proj_weight"] = Outer(g, query, b, 1, l, 3 * e, e)
         else:
             blocks = [torch.bmm(gg.transpose(1, 2), x) for gg, x in ((gq, query), (gk, key), (gv, value))]
@@ -104,7 +111,8 @@ def mha_rule(module: nn.MultiheadAttention, inputs: tuple, grad: Tensor, names: 
         if name in names:
             out[name] = Outer(gg, x, b, 1, x.shape[1], gg.shape[2], x.shape[2])
     if "in_proj_bias" in names:
-        out["in_proj_bias"] = Dense(torch.cat([gq.sum(1), gk.sum(1), gv.sum(1)], dim=1))
+        g = g_all if g_all is not None else torch.cat([gq, gk, gv], dim=-1)
+        out["in_proj_bias"] = Dense(g.sum(1))
     if "out_proj.weight" in names:
         out["out_proj.weight"] = Outer(grad, ctx.detach(), b, 1, l, grad.shape[2], ctx.shape[2])
     if "out_proj.bias" in names:

@@ -41,10 +41,13 @@ class Dense:
     """Per-example gradient ``(B, *param_shape)``, or a function of an example range giving it,
     so that large per-example gradients are only formed a chunk of examples at a time."""
 
-    def __init__(self, grad: Tensor | Callable[[int, int], Tensor], batch: int | None = None, numel: int = 0):
+    def __init__(
+        self, grad: Tensor | Callable[[int, int], Tensor], batch: int | None = None, numel: int = 0, chunk: int | None = None
+    ):
         self.grad = grad
         self.batch = grad.shape[0] if isinstance(grad, Tensor) else int(batch)
         self.numel = numel
+        self.chunk = chunk
 
     def _get(self, start: int, stop: int) -> Tensor:
         g = self.grad[start:stop] if isinstance(self.grad, Tensor) else self.grad(start, stop)
@@ -54,6 +57,8 @@ class Dense:
         if isinstance(self.grad, Tensor):
             return _sq(self.grad.reshape(self.batch, -1))
         step = chunk_size(2 * self.numel, self.batch)
+        if self.chunk is not None:
+            step = min(step, self.chunk)
         return torch.cat([_sq(self._get(s, min(self.batch, s + step))) for s in range(0, self.batch, step)])
 
     def dense(self) -> Tensor:

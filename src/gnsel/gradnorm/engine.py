@@ -20,6 +20,7 @@ through the ``torch.func`` fallback. Parameters with several uses are combined b
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -31,7 +32,7 @@ from .contrib import Contribution, combined_sq_norms
 from .errors import GradNormError, UnsupportedLayerError
 from .fallback import batch_dim, fallback_contributions, warn_fallback
 from .rules import find_rule
-from .tracking import ForwardTracker
+from .tracking import ForwardTracker, _tensors
 
 
 @dataclass
@@ -47,63 +48,112 @@ class _Call:
     adopter: bool = False
 
 
+class _Structure:
+    """Static facts about a model and a scope, computed once and cached per model."""
+
+    def __init__(self, model: nn.Module, ids: dict[int, str]):
+        self.owned: dict[nn.Module, list[str]] = {}
+        self.names: dict[nn.Module, str] = {}
+        self.parent: dict[nn.Module, nn.Module] = {}
+        self.owners: dict[int, set[int]] = {}
+        for mname, m in model.named_modules(remove_duplicate=False):
+            self.names.setdefault(m, mname)
+            own = [n for n, p in m.named_parameters(recurse=False) if id(p) in ids]
+            if own:
+                self.owned[m] = own
+                for n, p in m.named_parameters(recurse=False):
+                    if id(p) in ids:
+                        self.owners.setdefault(id(p), set()).add(id(m))
+            for child in m.children():
+                self.parent.setdefault(child, m)
+        # modules that hold in-scope parameters, themselves or below: the ones worth hooking
+        self.holders = [m for m in model.modules() if m in self.owned or any(id(p) in ids for p in m.parameters())]
+        self.params = {m: dict(m.named_parameters(remove_duplicate=False)) for m in self.holders}
+
+
+@dataclass
+class _Plan:
+    """What a discovery pass decided for an input signature, replayed by later passes."""
+
+    names: dict[nn.Module, list[str]]
+    adopter: dict[nn.Module, bool]
+    skip: set[nn.Module]
+    broadcast: set[nn.Module]
+
+
+_CACHE: dict[int, tuple[tuple, _Structure, dict[tuple, _Plan]]] = {}
+
+
+def _cached(model: nn.Module, ids: dict[int, str]) -> tuple[_Structure, dict[tuple, _Plan]]:
+    """Structure and plans of ``model`` for this scope, rebuilt when its modules or scope change."""
+    key = (tuple(map(id, model.modules())), tuple(sorted(ids)))
+    entry = _CACHE.get(id(model))
+    if entry is None or entry[0] != key:
+        if entry is None:
+            weakref.finalize(model, _CACHE.pop, id(model), None)
+        entry = (key, _Structure(model, ids), {})
+        _CACHE[id(model)] = entry
+    return entry[1], entry[2]
+
+
+def _signature(obj: object) -> tuple:
+    return tuple((tuple(t.shape), t.dtype, t.device) for t in _tensors(obj))
+
+
 class GradNormHooks:
     """Hooks that collect exact per-example squared gradient norms of ``params`` in ``model``.
 
-    Use as a context manager around one forward pass and one backward pass of the per-example loss
-    sum (or mean, with ``loss_reduction="mean"``); ``sq_norms()`` then returns ``s_i`` per example.
-    The backward may be a plain ``loss.backward()`` of a training step, or ``backward_anchors``
-    for a measurement that must not touch ``.grad``.
+    Use as a context manager around one forward pass, ``prepare()``, one backward pass of the sum
+    of per-example losses, and ``sq_norms()``. The first pass for an input signature discovers
+    (with a ``TorchFunctionMode``) which layers are batched and where parameters are used; later
+    passes with the same signature replay that plan without the tracking overhead.
     """
 
     def __init__(self, model: nn.Module, params: dict[str, nn.Parameter], batch: int | None = None):
         self.model = model
         self.params = params
         self._ids = {id(p): n for n, p in params.items()}
+        self._struct, self._plans = _cached(model, self._ids)
+        self._owned = self._struct.owned
+        self._names = self._struct.names
+        self._parent = self._struct.parent
         self.active = False
         self._handles: list = []
+        self.batch = batch
+        self._tracker = ForwardTracker(set(self._ids), self._struct.owners, self._note_foreign)
+        self._reset()
+
+    def _reset(self) -> None:
         self._calls: list[_Call] = []
         self._containers: dict[nn.Module, list[_Call]] = {}
         self._parts: dict[int, list[Contribution]] = {}
         self._sq: Tensor | None = None
         self._uses: dict[int, int] = {}
-        self._owned: dict[nn.Module, list[str]] = {}
-        self._names: dict[nn.Module, str] = {}
-        self._prepared = False
         self._unbatched: set[nn.Module] = set()
-        self.batch = batch
-        for mname, m in model.named_modules(remove_duplicate=False):
-            self._names.setdefault(m, mname)
-            own = [n for n, p in m.named_parameters(recurse=False) if id(p) in self._ids]
-            if own:
-                self._owned[m] = own
-        self._rule_checked: set[nn.Module] = set()
-        self._parent: dict[nn.Module, nn.Module] = {}
-        for m in model.modules():
-            for child in m.children():
-                self._parent.setdefault(child, m)
-        owners: dict[int, set[int]] = {}
-        for m, own in self._owned.items():
-            mine = dict(m.named_parameters(recurse=False))
-            for n in own:
-                owners.setdefault(id(mine[n]), set()).add(id(m))
+        self._broadcasted: set[nn.Module] = set()
         self._foreign: dict[int, tuple[nn.Parameter, set[nn.Module]]] = {}
-        self._tracker = ForwardTracker(set(self._ids), owners, self._note_foreign)
+        self._plan: _Plan | None = None
+        self._sig: tuple | None = None
         self._tracking = False
+        self._tracker.stack.clear()
 
     # ------------------------------------------------------------------ hooks
     def __enter__(self) -> "GradNormHooks":
-        holders = set(self._owned)
-        for m in self.model.modules():
-            is_owner = m in holders
-            has_scope = any(id(p) in self._ids for p in m.parameters())
-            if is_owner or has_scope:
-                self._handles.append(m.register_forward_pre_hook(self._pre_hook(m is self.model), with_kwargs=True))
-                self._handles.append(m.register_forward_hook(self._forward_hook(m, is_owner), with_kwargs=True))
+        root = self.model
+        for m in self._struct.holders:
+            is_owner = m in self._owned
+            self._handles.append(m.register_forward_pre_hook(self._pre_hook(m is root), with_kwargs=True))
+            self._handles.append(m.register_forward_hook(self._forward_hook(m, is_owner), with_kwargs=True))
         self.active = True
-        self._tracker.__enter__()
-        self._tracking = True
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_tracking()
+        self.active = False
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._reset()
 
     def _stop_tracking(self) -> None:
         if self._tracking:
@@ -115,39 +165,40 @@ class GradNormHooks:
 
     def _pre_hook(self, is_root: bool) -> Callable:
         def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
-            if self.active:
-                if is_root and not self._tracker.stack:
+            if not self.active:
+                return
+            if is_root and self._sig is None:  # the forward pass starts: replay a plan or discover
+                self._sig = (_signature((args, kwargs)), self.batch)
+                self._plan = self._plans.get(self._sig)
+                if self._plan is None:
                     self._tracker.mark((args, kwargs))
+                    self._tracker.__enter__()
+                    self._tracking = True
+            if self._tracking:
                 self._tracker.stack.append(mod)
 
         return hook
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop_tracking()
-        self.active = False
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        self._calls.clear()
-        self._containers.clear()
-        self._parts.clear()
-
     def _forward_hook(self, module: nn.Module, is_owner: bool) -> Callable:
-        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
             if not self.active:
-                return
+                return None
+            plan = self._plan
+            if plan is not None:
+                return self._replay(plan, mod, args, kwargs, output)
             if self._tracker.stack and self._tracker.stack[-1] is mod:
                 self._tracker.stack.pop()
             call = _Call(mod, list(self._owned.get(mod, [])), args, kwargs, output)
             replaced = self._broadcast(call) if is_owner else None
-            if replaced is None and not self._is_batched(call):
+            if replaced is not None:
+                self._broadcasted.add(mod)
+            elif not self._is_batched(call):
                 # e.g. a positional embedding of arange(T): its per-example gradients only exist
                 # after broadcasting, so an enclosing batched module measures its parameters.
                 self._unbatched.add(mod)
-                return
+                return None
             if is_owner:
-                if find_rule(mod) is None and mod not in self._rule_checked:
-                    self._rule_checked.add(mod)
+                if find_rule(mod) is None:
                     warn_fallback(mod)
                 self._calls.append(call)
                 self._hook_outputs(call)
@@ -157,16 +208,26 @@ class GradNormHooks:
 
         return hook
 
+    def _replay(self, plan: _Plan, mod: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
+        if mod in plan.skip or mod not in plan.names:
+            return None
+        call = _Call(mod, list(plan.names[mod]), args, kwargs, output, adopter=plan.adopter[mod])
+        replaced = self._broadcast(call) if mod in plan.broadcast else None
+        self._calls.append(call)
+        if call.names:
+            self._hook_outputs(call)
+        return replaced
+
     def _broadcast(self, call: _Call) -> Tensor | None:
         """A call on a batch of one that the model broadcasts over the batch (a positional embedding
         of ``arange(T)[None]``): expand its input and output to the batch, so that its per-example
         gradients arrive unreduced. Broadcasting against batched tensors is unchanged by this."""
         if not self.batch or self.batch == 1 or batch_dim(call.module) != 0 or find_rule(call.module) is None:
             return None
-        ins = [v for v in tree_flatten((call.args, call.kwargs))[0] if isinstance(v, Tensor)]
         out = call.output
         if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != 1:
             return None
+        ins = list(_tensors((call.args, call.kwargs)))
         if not ins or any(v.dim() == 0 or v.shape[0] != 1 for v in ins):
             return None
         expand = lambda v: v.expand(self.batch, *v.shape[1:]) if isinstance(v, Tensor) else v  # noqa: E731
@@ -176,14 +237,14 @@ class GradNormHooks:
 
     def _is_batched(self, call: _Call) -> bool:
         bdim = batch_dim(call.module)
-        ins = [v for v in tree_flatten((call.args, call.kwargs))[0] if isinstance(v, Tensor)]
-        outs = [v for v in tree_flatten(call.output)[0] if isinstance(v, Tensor)]
-        if not ins or not outs:
+        ins = next(_tensors((call.args, call.kwargs)), None)
+        outs = next(_tensors(call.output), None)
+        if ins is None or outs is None:
             return False
         if self.batch is None:
-            self.batch = ins[0].shape[0] if ins[0].dim() else None
+            self.batch = ins.shape[0] if ins.dim() else None
         ok = lambda v: v.dim() > bdim and v.shape[bdim] == self.batch  # noqa: E731
-        return ok(ins[0]) and ok(outs[0]) and self._tracker.is_marked(ins[0])
+        return ok(ins) and ok(outs) and self._tracker.is_marked(ins)
 
     def _hook_outputs(self, call: _Call) -> None:
         leaves, _ = tree_flatten(call.output)
@@ -203,6 +264,15 @@ class GradNormHooks:
     def prepare(self) -> None:
         """Settle adoption and use counts once the forward pass is done, before the backward."""
         self._stop_tracking()
+        if self._plan is None:
+            self._discover()
+        self._uses = {}
+        for c in self._calls:
+            for p in self._call_params(c):
+                self._uses[id(p)] = self._uses.get(id(p), 0) + 1
+
+    def _discover(self) -> None:
+        """After a tracked forward pass: who measures which parameter; kept as the plan."""
         if self._unbatched:
             self._calls = [c for c in self._calls if c.module not in self._unbatched]
         called = {c.module for c in self._calls}
@@ -223,11 +293,13 @@ class GradNormHooks:
             for a in outer:
                 self._adopt(a, param)
         self._containers.clear()
-        self._uses = {}
-        for c in self._calls:
-            for p in self._call_params(c):
-                self._uses[id(p)] = self._uses.get(id(p), 0) + 1
-        self._prepared = True
+        if self._sig is not None:
+            self._plans[self._sig] = _Plan(
+                names={c.module: list(c.names) for c in self._calls},
+                adopter={c.module: c.adopter for c in self._calls},
+                skip=set(self._unbatched),
+                broadcast=set(self._broadcasted),
+            )
 
     def _inside(self, m: nn.Module, ancestor: nn.Module) -> bool:
         while m in self._parent:
@@ -284,21 +356,20 @@ class GradNormHooks:
         """Uses of ``param`` by modules inside ``a`` are already in ``a``'s measurement."""
         for c in self._calls:
             if c.module is not a and self._inside(c.module, a):
-                mine = dict(c.module.named_parameters())
+                mine = self._struct.params[c.module]
                 c.names = [n for n in c.names if mine[n] is not param]
 
     def _call_params(self, call: _Call) -> list[nn.Parameter]:
-        params = dict(call.module.named_parameters())
+        params = self._struct.params[call.module]
         return [params[n] for n in call.names]
 
     def anchors(self) -> list[Tensor]:
         """Tensors to differentiate against so that every hooked layer's backward node runs."""
         out: dict[int, Tensor] = {}
         for c in self._calls:
-            leaves, _ = tree_flatten((c.args, c.kwargs))
-            if any(isinstance(v, Tensor) and v.requires_grad for v in leaves):
+            if any(v.requires_grad for v in _tensors((c.args, c.kwargs))):
                 continue
-            mine = dict(c.module.named_parameters())
+            mine = self._struct.params[c.module]
             ps = [mine[n] for n in set(c.names) | set(self._owned.get(c.module, []))]
             if ps:
                 p = min(ps, key=lambda t: t.numel())
@@ -309,7 +380,7 @@ class GradNormHooks:
     def _streamable(self, call: _Call) -> bool:
         if call.adopter or find_rule(call.module) is None:
             return False
-        if sum(isinstance(v, Tensor) for v in tree_flatten(call.output)[0]) != 1:
+        if not isinstance(call.output, Tensor) and sum(1 for _ in _tensors(call.output)) != 1:
             return False  # several outputs: wait until all their gradients are in
         return all(self._uses.get(id(p), 1) == 1 for p in self._call_params(call))
 
@@ -347,7 +418,7 @@ class GradNormHooks:
             for c in self._calls:
                 if not c.grads:
                     continue  # consumed in the backward pass, or its output did not reach the loss
-                params = dict(c.module.named_parameters())
+                params = self._struct.params[c.module]
                 for n, contrib in self._contributions(c).items():
                     self._parts.setdefault(id(params[n]), []).append(contrib)
                 c.args, c.kwargs, c.output, c.grads = (), {}, None, {}
@@ -362,21 +433,31 @@ class GradNormHooks:
 
 
 @contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration; every module's own mode restored after."""
+    training = [m for m in model.modules() if m.training]
+    try:
+        for m in training:
+            m.training = False
+        yield
+    finally:
+        for m in training:
+            m.training = True
+
+
+@contextlib.contextmanager
 def measuring(model: nn.Module, params: dict[str, nn.Parameter]) -> Iterator[None]:
     """Eval mode and constant out-of-scope parameters for the duration; everything restored after."""
-    modes = [(m, m.training) for m in model.modules()]
     in_scope = {id(p) for p in params.values()}
     frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in in_scope]
     try:
-        model.eval()
         for p in frozen:
             p.requires_grad_(False)
-        yield
+        with eval_mode(model):
+            yield
     finally:
         for p in frozen:
             p.requires_grad_(True)
-        for m, t in modes:
-            m.training = t
 
 
 def check_batch(inputs: Tensor | tuple, targets: Tensor) -> int:

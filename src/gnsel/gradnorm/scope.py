@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 from torch import nn
@@ -9,6 +10,21 @@ from torch import nn
 from .errors import GradNormError
 
 Scope = str | Sequence[str]
+
+
+_MEMO: dict[int, tuple[tuple, dict]] = {}
+
+
+def model_memo(model: nn.Module) -> dict:
+    """A per-model dict for derived facts, emptied when the model's modules change."""
+    key = tuple(map(id, model.modules()))
+    entry = _MEMO.get(id(model))
+    if entry is None or entry[0] != key:
+        if entry is None:
+            weakref.finalize(model, _MEMO.pop, id(model), None)
+        entry = (key, {})
+        _MEMO[id(model)] = entry
+    return entry[1]
 
 
 def classifier_head(model: nn.Module, name: str | None = None) -> tuple[str, nn.Linear]:
@@ -37,6 +53,14 @@ def scope_name(scope: Scope) -> str:
 
 def resolve_scope(model: nn.Module, scope: Scope) -> dict[str, nn.Parameter]:
     """Trainable parameters covered by ``scope``, by qualified name, tied ones listed once."""
+    memo = model_memo(model)
+    key = ("scope", scope if isinstance(scope, str) else tuple(scope), tuple((id(p), p.requires_grad) for p in model.parameters()))
+    if key not in memo:
+        memo[key] = _resolve_scope(model, scope)
+    return dict(memo[key])
+
+
+def _resolve_scope(model: nn.Module, scope: Scope) -> dict[str, nn.Parameter]:
     if isinstance(scope, str) and scope == "full":
         prefixes = [""]
     elif isinstance(scope, str) and scope == "fc":
