@@ -1,0 +1,118 @@
+"""Grids of training configurations: a YAML file or a named preset, expanded to ``TrainConfig``s.
+
+A grid names datasets, models with their hyper-parameter values, training hyper-parameter values
+and seeds; every value may be a single value or a list, and the grid is their Cartesian product::
+
+    datasets: [mnist1d]            # or `dataset: mnist1d`
+    dataset_kwargs: {}
+    models:                        # model -> its hyper-parameters (values or lists)
+      mlp: {width: [64, 512], depth: 2}
+      cnn1d: {channels: [16, 64]}
+    train:                         # TrainConfig fields (values or lists)
+      lr: [0.01, 0.1]
+      n_train: [500, 4000]
+      epochs: 15
+    seeds: [0]
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..config import TrainConfig
+
+_TOP_KEYS = ("name", "description", "dataset", "datasets", "dataset_kwargs", "models", "train", "seeds")
+_NOT_IN_TRAIN = ("dataset", "dataset_kwargs", "model", "model_kwargs", "seed")
+
+
+@dataclass
+class Grid:
+    """A parsed grid: its name and the configurations it expands to."""
+
+    name: str
+    configs: list[TrainConfig]
+    description: str = ""
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def list_presets() -> list[str]:
+    """Names of the grids shipped with gnsel (``gnsel zoo build --preset NAME``)."""
+    folder = resources.files("gnsel.zoo") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_grid(source: str | Path | Mapping[str, Any]) -> Grid:
+    """A grid from a preset name, a YAML file path, or an already-parsed mapping."""
+    if isinstance(source, Mapping):
+        return expand_grid(source)
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"grid file {path} does not exist")
+        spec = yaml.safe_load(path.read_text())
+        spec = spec if isinstance(spec, Mapping) else {}
+        return expand_grid({"name": path.stem, **spec})
+    if str(source) not in list_presets():
+        raise ValueError(f"unknown grid preset {str(source)!r}; presets: {', '.join(list_presets())} (or give a .yaml file)")
+    text = (resources.files("gnsel.zoo") / "presets" / f"{source}.yaml").read_text()
+    return expand_grid({"name": str(source), **yaml.safe_load(text)})
+
+
+def _values(key: str, v: Any) -> list[Any]:
+    values = list(v) if isinstance(v, (list, tuple)) else [v]
+    if not values:
+        raise ValueError(f"grid value for {key!r} is an empty list: give at least one value")
+    return values
+
+
+def _product(spec: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where} must be a mapping of names to values or lists, got {type(spec).__name__}")
+    keys = list(spec)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(_values(f"{where}.{k}", spec[k]) for k in keys))]
+
+
+def expand_grid(spec: Mapping[str, Any]) -> Grid:
+    """Validate a grid mapping and expand it; every error names the bad key or value."""
+    unknown = [k for k in spec if k not in _TOP_KEYS]
+    if unknown:
+        raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {', '.join(_TOP_KEYS)}")
+    if "dataset" in spec and "datasets" in spec:
+        raise ValueError("give either 'dataset' or 'datasets', not both")
+    datasets = _values("datasets", spec.get("datasets", spec.get("dataset", "mnist1d")))
+    models = spec.get("models") or {"mlp": {}}
+    if not isinstance(models, Mapping):
+        raise ValueError("'models' must map model names to their hyper-parameters, e.g. {mlp: {width: [64, 256]}}")
+    train = dict(spec.get("train") or {})
+    bad = [k for k in train if k in _NOT_IN_TRAIN or k not in TrainConfig.field_names()]
+    if bad:
+        valid = [k for k in TrainConfig.field_names() if k not in _NOT_IN_TRAIN]
+        raise ValueError(f"unknown training hyper-parameter(s) {bad} under 'train'; valid: {', '.join(valid)}")
+    seeds = _values("seeds", spec.get("seeds", [0]))
+    configs: list[TrainConfig] = []
+    seen: set[str] = set()
+    for dataset, (model, mspec), tkw, seed in itertools.product(
+        datasets, models.items(), _product(train, "train"), seeds
+    ):
+        for mkw in _product(mspec or {}, f"models.{model}"):
+            cfg = TrainConfig(dataset=dataset, dataset_kwargs=dict(spec.get("dataset_kwargs") or {}),
+                              model=model, model_kwargs=mkw, seed=seed, **tkw)
+            try:
+                cfg.validate()
+            except ValueError as err:
+                raise ValueError(f"grid entry (dataset={dataset}, model={model}, {mkw}, {tkw}, seed={seed}): {err}") from err
+            if cfg.run_id() not in seen:
+                seen.add(cfg.run_id())
+                configs.append(cfg)
+    axes = {"datasets": datasets, "models": list(models), "seeds": seeds,
+            **{k: _values(k, v) for k, v in train.items()}}
+    for model, mspec in models.items():
+        for k, v in (mspec or {}).items():
+            axes[f"{model}.{k}"] = _values(k, v)
+    return Grid(str(spec.get("name", "grid")), configs, str(spec.get("description", "")), axes)
