@@ -13,11 +13,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .store import canonical_json
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "config_hash"]
 
@@ -29,12 +30,14 @@ _RESERVED_DATASET_KWARGS = ("seed", "n_train", "n_val", "root", "download", "nam
 
 
 def config_hash(mapping: Mapping[str, Any], length: int = 16) -> str:
-    """First ``length`` hex digits of the sha256 of ``mapping`` as canonical JSON (sorted keys, compact)."""
+    """First ``length`` hex digits of the sha256 of ``mapping`` as canonical JSON (the store's run key)."""
     try:
-        text = json.dumps(mapping, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        text = canonical_json(mapping)
     except (TypeError, ValueError) as err:
         raise ValueError(f"cannot hash configuration: it is not plain JSON ({err})") from err
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:length]
+    if any(bad in text for bad in ("NaN", "Infinity")):
+        raise ValueError("cannot hash configuration: it is not plain JSON (it contains NaN or infinity)")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
 @dataclass(frozen=True)

@@ -120,10 +120,10 @@ def canonical_json(config: Mapping[str, Any]) -> str:
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """First 16 hex chars of the sha256 of :func:`canonical_json` of the full config."""
-    import hashlib
+    """First 16 hex chars of the sha256 of :func:`canonical_json` of the full config (a run's id)."""
+    from .config import config_hash as _hash
 
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+    return _hash(config)
 
 
 # --------------------------------------------------------------------------- helpers

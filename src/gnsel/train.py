@@ -281,14 +281,6 @@ class _Loop:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _backward_on_this_thread(self) -> contextlib.AbstractContextManager:
-        """With the collector, run backward passes on the calling thread (autograd uses a worker thread
-        per GPU otherwise), so the collector's context settings (BatchNorm statistics as constants)
-        also hold where its hooks run."""
-        if self.collector is None or self.device.type == "cpu":
-            return contextlib.nullcontext()
-        return torch.autograd.set_multithreading_enabled(False)
-
     def _step(self, x: Tensor, y: Tensor, epoch: int, step: int, traj: Tensor) -> None:
         """One optimisation step; adds ``lr^2 * mean_i s_i`` to ``traj`` when collecting trajectory GN."""
         lr = self.optimizer.param_groups[0]["lr"]
@@ -313,9 +305,8 @@ class _Loop:
         self.model.train()
         traj = torch.zeros((), dtype=torch.float64, device=self.device)
         x, y = self.data["train"]
-        with self._backward_on_this_thread():
-            for step, (xb, yb) in enumerate(_shuffled(x, y, self.config.batch_size, self.gen), start=1):
-                self._step(xb, yb, epoch, step, traj)
+        for step, (xb, yb) in enumerate(_shuffled(x, y, self.config.batch_size, self.gen), start=1):
+            self._step(xb, yb, epoch, step, traj)
         self.check.flush()
         self.traj += traj
         inc = float(traj)

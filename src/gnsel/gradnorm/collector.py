@@ -14,6 +14,7 @@ only add the per-layer norm computations.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator
 
 from torch import Tensor, nn
@@ -38,17 +39,24 @@ class GradNormCollector:
         self.model = model
         self.params = resolve_scope(model, scope)
         self.batch_stats = batch_stats
+        self._persistent = GradNormHooks(model, self.params, persistent=True)
+        weakref.finalize(self, self._persistent.detach)
         self._hooks: GradNormHooks | None = None
 
     @contextlib.contextmanager
     def batch(self, batch_size: int) -> Iterator["GradNormCollector"]:
         """Hooks for one forward and one backward pass of ``batch_size`` examples."""
-        self._hooks = GradNormHooks(self.model, self.params, batch_size)
+        self._hooks = self._persistent
+        self._hooks.batch = batch_size
         try:
             with self._hooks, batch_statistics(self.batch_stats):
                 yield self
         finally:
             self._hooks = None
+
+    def close(self) -> None:
+        """Remove the collector's hooks from the model (also done when the collector is deleted)."""
+        self._persistent.detach()
 
     def backward(self, loss: Tensor, *, reduction: str = "mean", **backward_kwargs: object) -> Tensor:
         """Run ``loss.backward()`` and return per-example squared norms of the loss of each example.

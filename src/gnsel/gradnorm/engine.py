@@ -109,8 +109,11 @@ class GradNormHooks:
     passes with the same signature replay that plan without the tracking overhead.
     """
 
-    def __init__(self, model: nn.Module, params: dict[str, nn.Parameter], batch: int | None = None):
+    def __init__(
+        self, model: nn.Module, params: dict[str, nn.Parameter], batch: int | None = None, persistent: bool = False
+    ):
         self.model = model
+        self.persistent = persistent
         self.params = params
         self._ids = {id(p): n for n, p in params.items()}
         self._struct, self._plans = _cached(model, self._ids)
@@ -139,21 +142,30 @@ class GradNormHooks:
 
     # ------------------------------------------------------------------ hooks
     def __enter__(self) -> "GradNormHooks":
+        if not self._handles:
+            self._attach()
+        self.active = True
+        return self
+
+    def _attach(self) -> None:
         root = self.model
         for m in self._struct.holders:
             is_owner = m in self._owned
             self._handles.append(m.register_forward_pre_hook(self._pre_hook(m is root), with_kwargs=True))
             self._handles.append(m.register_forward_hook(self._forward_hook(m, is_owner), with_kwargs=True))
-        self.active = True
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop_tracking()
         self.active = False
+        if not self.persistent:
+            self.detach()
+        self._reset()
+
+    def detach(self) -> None:
+        """Remove the hooks from the model (``persistent`` hooks stay until this is called)."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._reset()
 
     def _stop_tracking(self) -> None:
         if self._tracking:

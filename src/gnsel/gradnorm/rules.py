@@ -9,7 +9,6 @@ parameter gradients through autograd, which is what keeps exact GN at about one 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 from typing import Callable, Iterator
 
@@ -29,18 +28,20 @@ Rule = Callable[[nn.Module, tuple, Tensor, list[str]], dict[str, Contribution]]
 _RULES: dict[type[nn.Module], Rule] = {}
 
 # How BatchNorm in train mode is treated: "error" (per-example gradients undefined) or "constant"
-# (batch statistics taken as constants, for trajectory GN during training).
-_BATCH_STATS: contextvars.ContextVar[str] = contextvars.ContextVar("gnsel_batch_stats", default="error")
+# (batch statistics taken as constants, for trajectory GN during training). A process-wide setting,
+# not a context variable: on CUDA the backward hooks run on autograd's own device threads.
+_BATCH_STATS = ["error"]
 
 
 @contextlib.contextmanager
 def batch_statistics(mode: str) -> Iterator[None]:
     """Within this context, BatchNorm on batch statistics is an ``"error"`` or taken as ``"constant"``."""
-    token = _BATCH_STATS.set(mode)
+    previous = _BATCH_STATS[0]
+    _BATCH_STATS[0] = mode
     try:
         yield
     finally:
-        _BATCH_STATS.reset(token)
+        _BATCH_STATS[0] = previous
 
 
 def register_rule(*types: type[nn.Module]) -> Callable[[Rule], Rule]:
@@ -204,7 +205,7 @@ def batchnorm_rule(module: nn.modules.batchnorm._BatchNorm, inputs: tuple, grad:
     x = inputs[0].detach()
     shape = [1, -1] + [1] * (x.dim() - 2)
     batch_stats = module.training or module.running_mean is None or module.running_var is None
-    if batch_stats and _BATCH_STATS.get() == "constant":
+    if batch_stats and _BATCH_STATS[0] == "constant":
         dims = [0] + list(range(2, x.dim()))
         var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
         xhat = (x - mean) * torch.rsqrt(var + module.eps)

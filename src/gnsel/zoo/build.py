@@ -93,13 +93,14 @@ def build_zoo(
     address: str | None = None,
     retry_failed: bool = True,
     progress: bool = True,
+    use_ray: bool | None = None,
     on_result: Callable[[str, str, str | None], None] | None = None,
 ) -> BuildSummary:
     """Train the configurations not yet done, ``workers`` at a time, as Ray tasks.
 
     ``address`` connects to a Ray cluster (every node needs gnsel installed and the store path must
     be on a shared file system); without it a local Ray instance with ``workers`` CPUs is started.
-    ``workers=1`` without an address trains in this process, without Ray.
+    ``workers=1`` without an address trains in this process, without Ray, unless ``use_ray``.
     """
     store_path = str(Path(store_path).resolve())
     store = Store(store_path)
@@ -120,7 +121,9 @@ def build_zoo(
             if on_result is not None:
                 on_result(rid, status, error)
 
-        if todo and workers == 1 and address is None:
+        if use_ray is None:
+            use_ray = workers > 1 or address is not None
+        if todo and not use_ray:
             threads = max(1, os.cpu_count() or 1)
             for cfg in todo:
                 record(*run_one(cfg.to_dict(), store_path, threads))
