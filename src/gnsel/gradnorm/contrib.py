@@ -87,6 +87,7 @@ class Outer:
     t: int
     p: int
     q: int
+    ghost: bool | None = None  # None: whichever costs fewer FLOPs
 
     def _get(self, x: Tensor | Callable[[int, int], Tensor], start: int, stop: int) -> Tensor:
         if callable(x):
@@ -95,7 +96,7 @@ class Outer:
 
     def sq_norms(self) -> Tensor:
         t, p, q, g = self.t, self.p, self.q, self.groups
-        ghost = use_ghost(t, p, q)
+        ghost = use_ghost(t, p, q) if self.ghost is None else self.ghost
         per_ex = g * (t * (p + q) + (t * t if ghost else p * q))
         step = chunk_size(per_ex, self.batch)
         out = []
@@ -107,7 +108,7 @@ class Outer:
             elif ghost:
                 n = (torch.bmm(left, left.transpose(1, 2)) * torch.bmm(right, right.transpose(1, 2))).sum((1, 2))
             else:
-                n = torch.bmm(left.transpose(1, 2), right).pow(2).sum((1, 2))
+                n = _sq(torch.bmm(left.transpose(1, 2), right).flatten(1))
             out.append(n.view(e - s, g).sum(1))
         return torch.cat(out)
 
@@ -120,13 +121,29 @@ class Outer:
         return grad.reshape(self.batch, -1)
 
 
-Contribution = Dense | Outer
+class Precomputed:
+    """Squared norms already taken (e.g. while choosing the fastest way); ``dense`` still works."""
+
+    def __init__(self, values: Tensor, source: "Dense | Outer"):
+        self.values = values
+        self.source = source
+        self.batch = source.batch
+
+    def sq_norms(self) -> Tensor:
+        return self.values
+
+    def dense(self) -> Tensor:
+        return self.source.dense()
+
+
+Contribution = Dense | Outer | Precomputed
 
 
 def combined_sq_norms(parts: list[Contribution]) -> Tensor:
     """Squared norm of the per-example gradient of one parameter summed over all its uses."""
     if len(parts) == 1:
         return parts[0].sq_norms()
+    parts = [c.source if isinstance(c, Precomputed) else c for c in parts]
     outers = [c for c in parts if isinstance(c, Outer)]
     if len(outers) == len(parts) and len({(c.groups, c.p, c.q) for c in outers}) == 1:
         first = outers[0]

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .contrib import Contribution, Dense, Outer, chunk_size, CHUNK_ELEMENTS
+from .contrib import CHUNK_ELEMENTS, Contribution, Dense, Outer, Precomputed, chunk_size
 from .errors import UnsupportedLayerError
-
-# Ghost norms are favoured over materialised per-example gradients by this factor of FLOPs, since
-# their batched matrix products run faster than the grouped convolution (measured on CPU and GPU).
-GHOST_BIAS = 2
 
 Rule = Callable[[nn.Module, tuple, Tensor, list[str]], dict[str, Contribution]]
 
@@ -63,6 +60,36 @@ def find_rule(module: nn.Module) -> Rule | None:
         if klass is nn.Module:
             break
     return None
+
+
+_CHOICES: dict[tuple, str] = {}
+
+
+def autotuned(key: tuple, candidates: dict[str, Callable[[], Contribution]]) -> Contribution:
+    """The contribution from the fastest of several exact ways, timed once per layer and shape.
+
+    On the first call every candidate computes its squared norms (all exact, so the result does not
+    depend on the choice) and the fastest is remembered for ``key``; later calls use it alone.
+    """
+    name = _CHOICES.get(key)
+    if name is not None:
+        return candidates[name]()
+    best = None
+    for cand, make in candidates.items():
+        contrib = make()
+        seconds = float("inf")
+        for _ in range(2):  # the first run of a kernel may pay for its set-up
+            if key[-1].type == "cuda":
+                torch.cuda.synchronize(key[-1])
+            t0 = time.perf_counter()
+            values = contrib.sq_norms()
+            if key[-1].type == "cuda":
+                torch.cuda.synchronize(key[-1])
+            seconds = min(seconds, time.perf_counter() - t0)
+        if best is None or seconds < best[0]:
+            best = (seconds, cand, Precomputed(values, contrib))
+    _CHOICES[key] = best[1]
+    return best[2]
 
 
 def registered_types() -> list[type[nn.Module]]:
@@ -147,9 +174,12 @@ def _conv_per_example_weight_grads(module: nn.modules.conv._ConvNd, x: Tensor, g
 
 @register_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv_rule(module: nn.modules.conv._ConvNd, inputs: tuple, grad: Tensor, names: list[str]) -> dict[str, Contribution]:
-    """Per group, ``dW_b = G_b^T A_b`` over output positions: the ghost norm on unfolded patches
-    when positions are few (deep layers), else per-example weight gradients from one grouped
-    convolution backward (early layers, where unfolding would cost more than the convolution)."""
+    """Per group, ``dW_b = G_b^T A_b`` over output positions, by the fastest of four exact ways for
+    this layer and shape (timed once): the ghost norm or the materialised product on unfolded
+    patches, or per-example weight gradients from a grouped convolution backward (Rochette et al.
+    2019) over 16 examples at a time or the whole batch. Which wins depends on map size, channels
+    and hardware (unfolding large maps costs more than the convolution; grouped kernels slow down
+    with many channels per group)."""
     x = inputs[0].detach()
     if x.dim() == grad.dim() - 1:  # unbatched call
         raise UnsupportedLayerError(f"{type(module).__name__} called without a batch dimension")
@@ -162,28 +192,28 @@ def conv_rule(module: nn.modules.conv._ConvNd, inputs: tuple, grad: Tensor, name
     q = (module.in_channels // groups) * math.prod(module.kernel_size)
     out: dict[str, Contribution] = {}
     if "weight" in names:
-        # Measured on CPUs (2026): a grouped convolution backward over ~16 examples at a time is the
-        # fastest way to per-example gradients while a group's channels are few (<= 64 x 64);
-        # with more channels its kernels slow down and the ghost norm wins unless maps are large.
-        cin_g = module.in_channels // groups
-        few = p * cin_g <= 64 * 64
-        if t * (p + q) < (0.25 if few else GHOST_BIAS) * p * q:
 
-            def left(s: int, e: int) -> Tensor:
-                return g_flat[s:e].reshape(e - s, groups, p, t).transpose(2, 3).reshape((e - s) * groups, t, p)
+        def left(s: int, e: int) -> Tensor:
+            return g_flat[s:e].reshape(e - s, groups, p, t).transpose(2, 3).reshape((e - s) * groups, t, p)
 
-            def right(s: int, e: int) -> Tensor:
-                cols = _unfold(x[s:e], module)  # (n, T, C*K)
-                n = e - s
-                return cols.reshape(n, t, groups, q).transpose(1, 2).reshape(n * groups, t, q)
+        def right(s: int, e: int) -> Tensor:
+            cols = _unfold(x[s:e], module)  # (n, T, C*K)
+            n = e - s
+            return cols.reshape(n, t, groups, q).transpose(1, 2).reshape(n * groups, t, q)
 
-            out["weight"] = Outer(left, right, b, groups, t, p, q)
-        else:
+        def per_example(s: int, e: int) -> Tensor:
+            return _conv_per_example_weight_grads(module, x[s:e], grad[s:e])
 
-            def per_example(s: int, e: int) -> Tensor:
-                return _conv_per_example_weight_grads(module, x[s:e], grad[s:e])
-
-            out["weight"] = Dense(per_example, b, module.weight.numel(), chunk=16 if few else 8)
+        numel = module.weight.numel()
+        candidates = {
+            "ghost": lambda: Outer(left, right, b, groups, t, p, q, ghost=True),
+            "unfold": lambda: Outer(left, right, b, groups, t, p, q, ghost=False),
+            "grouped16": lambda: Dense(per_example, b, numel, chunk=16),
+            "grouped": lambda: Dense(per_example, b, numel, chunk=b),
+        }
+        layer = (type(module), module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                 module.padding, module.dilation, groups, module.padding_mode)  # fmt: skip
+        out["weight"] = autotuned((layer, tuple(x.shape), x.dtype, x.device), candidates)
     if "bias" in names:
         out["bias"] = Dense(g_flat.sum(2))
     return out
