@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from .approx import closed_form_applies, fc_closed_form
-from .engine import GradNormHooks, check_batch, measuring, per_example_losses
+from .engine import GradNormHooks, check_batch, check_finite, measuring, per_example_losses
 from .errors import GradNormError
 from .losses import LossFn, resolve_loss
 from .scope import Scope, classifier_head, model_memo, resolve_scope, scope_name
@@ -100,13 +100,15 @@ def _batch_norms_grad(
     hooks = GradNormHooks(model, params, batch)
     with measuring(model, params), hooks:
         out = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
-        losses = per_example_losses(loss_fn, out, targets, batch)
+        losses = per_example_losses(loss_fn, out, targets, batch, check=False)
         hooks.prepare()
         if not losses.requires_grad:
+            check_finite(losses)
             return hooks.sq_norms(), ({n: torch.zeros_like(p) for n, p in params.items()} if want_grad_sum else None)
         wrt = list(params.values()) if want_grad_sum else hooks.anchors()
         grads = torch.autograd.grad(losses.sum(), wrt, allow_unused=True) if wrt else ()
         sq = hooks.sq_norms()
+        check_finite(losses)
     grad_sum = None
     if want_grad_sum:
         grad_sum = {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}

@@ -484,8 +484,9 @@ def check_batch(inputs: Tensor | tuple, targets: Tensor) -> int:
     return b
 
 
-def per_example_losses(loss_fn: Callable, outputs: object, targets: Tensor, batch: int) -> Tensor:
-    """Apply ``loss_fn`` and check it returned one finite value per example."""
+def per_example_losses(loss_fn: Callable, outputs: object, targets: Tensor, batch: int, check: bool = True) -> Tensor:
+    """Apply ``loss_fn`` and check it returned one value per example (finite, unless ``check=False``:
+    then call ``check_finite`` once the work is queued, so that a GPU is not waited for mid-pass)."""
     losses = loss_fn(outputs, targets)
     if not isinstance(losses, Tensor) or losses.shape != (batch,):
         shape = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
@@ -493,9 +494,15 @@ def per_example_losses(loss_fn: Callable, outputs: object, targets: Tensor, batc
             f"the loss must return one value per example, shape ({batch},), got {shape}; "
             "use reduction='none' semantics"
         )
+    if check:
+        check_finite(losses)
+    return losses
+
+
+def check_finite(losses: Tensor) -> None:
+    """Raise ``NonFiniteLossError`` naming the examples whose loss is not finite."""
     bad = ~torch.isfinite(losses.detach())
     if bool(bad.any()):
         from .errors import NonFiniteLossError
 
-        raise NonFiniteLossError(bad.nonzero().flatten().tolist(), batch)
-    return losses
+        raise NonFiniteLossError(bad.nonzero().flatten().tolist(), losses.shape[0])
