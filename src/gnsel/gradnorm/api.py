@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,8 @@ from .engine import GradNormHooks, check_batch, check_finite, measuring, per_exa
 from .errors import GradNormError
 from .losses import LossFn, resolve_loss
 from .scope import Scope, classifier_head, model_memo, resolve_scope, scope_name
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,6 +62,20 @@ def _head_is_tied(model: nn.Module, head: nn.Module) -> bool:
     )
 
 
+def _needs_autograd(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` with autograd on (also inside ``torch.no_grad()``); refuse inference mode."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> T:
+        if torch.is_inference_mode_enabled():
+            raise GradNormError("gradient norms need autograd: call gnsel outside torch.inference_mode()")
+        with torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_needs_autograd
 def _batch_norms(
     model: nn.Module,
     inputs: Tensor | tuple,
@@ -68,20 +85,6 @@ def _batch_norms(
     want_grad_sum: bool,
 ) -> tuple[Tensor, dict[str, Tensor] | None]:
     """Per-example squared norms of one batch, and optionally the summed gradient over it."""
-    if torch.is_inference_mode_enabled():
-        raise GradNormError("gradient norms need autograd: call gnsel outside torch.inference_mode()")
-    with torch.enable_grad():
-        return _batch_norms_grad(model, inputs, targets, loss, scope, want_grad_sum)
-
-
-def _batch_norms_grad(
-    model: nn.Module,
-    inputs: Tensor | tuple,
-    targets: Tensor,
-    loss: str | LossFn,
-    scope: Scope,
-    want_grad_sum: bool,
-) -> tuple[Tensor, dict[str, Tensor] | None]:
     params = resolve_scope(model, scope)
     loss_fn = resolve_loss(loss)
     device = _device_of(model)
