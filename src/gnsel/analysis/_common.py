@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_float", "finite_pairs", "hparam_codes", "group_ids", "within_group_pairs"]
+__all__ = ["as_float", "clean_frame", "finite_pairs", "group_ids", "hparam_codes", "within_group_pairs"]
 
 
 def as_float(result: Any) -> float:
