@@ -1,0 +1,72 @@
+"""Generalization measures: a registry of functions ``fn(ctx) -> float``, each with its source.
+
+>>> from gnsel.measures import MeasureContext, compute_measure, get_measure, list_measures
+>>> ctx = MeasureContext(model=model.eval(), init_model=init, train_data=(x, y), row=row, seed=0)
+>>> compute_measure("log_prod_spectral", ctx)            # MeasureValue(value, seconds, error)
+>>> get_measure("gn_full").citation, get_measure("gn_full").needs
+
+Families (``list_measures(family)``): ``gradient`` (gn_full, gn_fc, mean_grad_sq, grad_variance,
+traj_gn), ``baseline`` (val_loss, val_error, train_loss, num_params, random), ``norm``
+(log_prod_spectral, log_sum_spectral, log_prod_frobenius, log_sum_frobenius, param_norm,
+dist_from_init, path_norm, inverse_margin, path_norm_over_margin), ``flatness`` (pacbayes_flatness,
+pacbayes_mag_flatness), ``zero_cost`` (grad_norm, snip, synflow, jacob_cov, nwot), ``spectral``
+(ww_alpha, ww_alpha_weighted) and ``representation`` (db_mixup). Each module's docstring gives the
+exact definitions and the deviations from the cited reference implementations.
+
+:func:`load_context` builds a context from a stored run and :func:`measure_run` caches measures in
+the store's ``measures`` table.
+"""
+
+from . import baselines, flatness, gradient, norms, representation, spectral, zero_cost  # noqa: F401  (registration)
+from .flatness import pacbayes_sigma
+from .norms import as_matrix, frobenius_norm, path_norm_value, spectral_norm
+from .registry import (
+    HIGHER_MEANS,
+    NEEDS,
+    MeasureContext,
+    MeasureError,
+    MeasureSpec,
+    MeasureValue,
+    MissingNeedError,
+    compute_measure,
+    compute_measures,
+    get_measure,
+    list_measures,
+    register_measure,
+)
+from .representation import davies_bouldin, early_features, labelwise_mixup_accuracy
+from .spectral import PowerLawFit, analyze_layers, fit_powerlaw, layer_eigenvalues
+from .store_io import load_context, measure_run
+from ._util import fold_batchnorm, margin_quantile, output_margins
+
+__all__ = [
+    "HIGHER_MEANS",
+    "NEEDS",
+    "MeasureContext",
+    "MeasureError",
+    "MeasureSpec",
+    "MeasureValue",
+    "MissingNeedError",
+    "PowerLawFit",
+    "analyze_layers",
+    "as_matrix",
+    "compute_measure",
+    "compute_measures",
+    "davies_bouldin",
+    "early_features",
+    "fit_powerlaw",
+    "fold_batchnorm",
+    "frobenius_norm",
+    "get_measure",
+    "labelwise_mixup_accuracy",
+    "layer_eigenvalues",
+    "list_measures",
+    "load_context",
+    "margin_quantile",
+    "measure_run",
+    "output_margins",
+    "pacbayes_sigma",
+    "path_norm_value",
+    "register_measure",
+    "spectral_norm",
+]

@@ -1,0 +1,76 @@
+"""Baselines: the stored validation/training metrics, the parameter count and a seeded random number.
+
+* ``val_loss``, ``train_loss``: mean cross-entropy on the full validation / training split, as stored
+  in ``ctx.row``; ``val_error`` = 1 - ``val_acc``. These are the usual yardsticks of model selection
+  (a held-out split predicts test error directly).
+* ``num_params``: the number of trainable parameters (tied ones once) -- the VC-dimension-style
+  measure #20 "params" of Jiang et al. (2020).
+* ``random``: a number in [0, 1) determined by ``ctx.seed`` and the run (the canonical JSON of
+  ``ctx.config``): a control whose correlation with anything is chance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from ..store import canonical_json
+from ._util import model_of, trainable_params
+from .registry import MeasureContext, MissingNeedError, register_measure
+
+JIANG = "Jiang, Neyshabur, Mobahi, Krishnan & Bengio 2020, Fantastic Generalization Measures and Where to Find Them"
+HOLDOUT = (
+    "Hastie, Tibshirani & Friedman 2009, The Elements of Statistical Learning (ch. 7, Model Assessment and Selection)"
+)
+
+
+def _row_value(ctx: MeasureContext, key: str) -> float:
+    if key not in ctx.row or ctx.row[key] is None:
+        raise MissingNeedError(f"ctx.row has no {key!r}")
+    value = float(ctx.row[key])
+    if not math.isfinite(value):
+        raise MissingNeedError(f"ctx.row[{key!r}] is not finite ({value})")
+    return value
+
+
+@register_measure("val_loss", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline")
+def val_loss(ctx: MeasureContext) -> float:
+    """Validation cross-entropy stored for this epoch."""
+    return _row_value(ctx, "val_loss")
+
+
+@register_measure("val_error", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline")
+def val_error(ctx: MeasureContext) -> float:
+    """Validation error 1 - val_acc stored for this epoch."""
+    return 1.0 - _row_value(ctx, "val_acc")
+
+
+@register_measure(
+    "train_loss", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline"
+)
+def train_loss(ctx: MeasureContext) -> float:
+    """Training cross-entropy (full training split) stored for this epoch."""
+    return _row_value(ctx, "train_loss")
+
+
+@register_measure("num_params", citation=JIANG, needs={"weights"}, higher_means="larger gap", family="baseline")
+def num_params(ctx: MeasureContext) -> float:
+    """Number of trainable parameters (Jiang et al. #20)."""
+    return float(sum(p.numel() for p in trainable_params(model_of(ctx)).values()))
+
+
+def random_value(seed: int, config: dict) -> float:
+    """A uniform number in [0, 1) determined by ``seed`` and the canonical JSON of ``config``."""
+    text = f"gnsel.measures.random:{int(seed)}:{canonical_json(config) if config else ''}"
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+@register_measure(
+    "random",
+    citation="none, a chance-level control of gnsel (no external source)",
+    needs=set(), higher_means="nothing", family="baseline",
+)  # fmt: skip
+def random(ctx: MeasureContext) -> float:
+    """A seeded uniform random number in [0, 1) per (ctx.seed, run config): a chance-level control."""
+    return random_value(ctx.seed, ctx.config)

@@ -1,0 +1,73 @@
+"""Gradient-norm family: GN of the final model on the probe set, and the trajectory GN stored by training.
+
+Li, Luo & Qiao (2020) bound the generalization error of noisy gradient methods (SGLD and relatives) by
+a data-dependent sum of squared gradient norms along the trajectory; gnsel studies whether the GN of
+the trained model (and the recorded trajectory sum) predicts the gap of ordinary SGD-trained models.
+
+* ``gn_full`` = mean_i ||grad_theta l_i||^2 over the probe examples, all trainable parameters
+  (exactly :func:`gnsel.gradient_norm`, eval mode, cross-entropy, batches of ``gn_batch_size`` = 256);
+* ``gn_fc`` = the same over the classifier head only (``scope="fc"``);
+* ``mean_grad_sq`` = ||mean_i grad l_i||^2 (the squared norm of the full-batch probe gradient);
+* ``grad_variance`` = ``gn_full - mean_grad_sq`` = mean_i ||grad l_i - mean grad||^2;
+* ``traj_gn`` = sum_t lr_t^2 mean_{i in B_t} ||grad l_i(theta_t)||^2 as stored in ``ctx.row``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..gradnorm import GradNorm, gradient_norm
+from ._util import device_of, model_of
+from .registry import MeasureContext, MissingNeedError, register_measure
+
+CITATION = (
+    "Li, Luo & Qiao 2020, On Generalization Error Bounds of Noisy Gradient Methods for Non-Convex Learning"
+)
+GN_BATCH_SIZE = 256  # the probe-GN batch size of gnsel.train (results do not depend on it beyond rounding)
+
+
+def _gn(ctx: MeasureContext, scope: str) -> GradNorm:
+    model = model_of(ctx)
+    if ctx.train_data is None:
+        raise MissingNeedError("ctx.train_data is None")
+    return gradient_norm(
+        model, ctx.train_data, scope=scope, batch_size=int(ctx.option("gn_batch_size", GN_BATCH_SIZE)),
+        device=device_of(model),
+    )  # fmt: skip
+
+
+@register_measure("gn_full", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient")
+def gn_full(ctx: MeasureContext) -> float:
+    """GN: mean per-example squared gradient norm over all trainable parameters on the probe set."""
+    return _gn(ctx, "full").mean_sq
+
+
+@register_measure("gn_fc", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient")
+def gn_fc(ctx: MeasureContext) -> float:
+    """GN restricted to the classifier head (the last nn.Linear)."""
+    return _gn(ctx, "fc").mean_sq
+
+
+@register_measure(
+    "mean_grad_sq", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient"
+)
+def mean_grad_sq(ctx: MeasureContext) -> float:
+    """Squared norm of the mean (full-batch) probe gradient, all trainable parameters."""
+    return _gn(ctx, "full").mean_grad_sq
+
+
+@register_measure(
+    "grad_variance", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient"
+)
+def grad_variance(ctx: MeasureContext) -> float:
+    """Gradient variance mean_i ||g_i - mean g||^2 = GN - ||mean g||^2 on the probe set."""
+    return _gn(ctx, "full").variance
+
+
+@register_measure("traj_gn", citation=CITATION, needs={"trajectory"}, higher_means="larger gap", family="gradient")
+def traj_gn(ctx: MeasureContext) -> float:
+    """Trajectory GN sum_t lr_t^2 * mean-batch GN, recorded during training (from ctx.row)."""
+    value = float(ctx.row["traj_gn"])
+    if not math.isfinite(value):
+        raise MissingNeedError("ctx.row['traj_gn'] is not finite")
+    return value
