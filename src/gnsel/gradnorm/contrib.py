@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 # Largest temporary (in elements) a chunk of examples may allocate while taking a norm.
-CHUNK_ELEMENTS = 1 << 24
+CHUNK_ELEMENTS = 1 << 20
 
 
 def chunk_size(per_example: int, n: int, budget: int = CHUNK_ELEMENTS) -> int:
