@@ -1192,13 +1192,17 @@ def _exact_or_raises(fn, model, x, y, ref, what):
 
 @pytest.mark.parametrize("kind,batch_first,use_hidden", [
     ("LSTM", True, False), ("LSTM", False, False), ("LSTM", True, True), ("GRU", True, False),
-], ids=["lstm-batch_first", "lstm-seq_first", "lstm-h_n", "gru-batch_first"])
-def test_recurrent_exact_or_refused(kind, batch_first, use_hidden):
+    ("GRU", False, True), ("RNN", True, False),
+], ids=["lstm-batch_first", "lstm-seq_first", "lstm-h_n", "gru-batch_first", "gru-seq_first-h_n", "rnn"])
+def test_recurrent_exact(kind, batch_first, use_hidden):
+    """RNNs have no rule; their fused kernels cannot be vmapped, so the fallback loops over examples."""
     torch.manual_seed(7)
     model = RNNNet(kind, batch_first, use_hidden).double()
     x, y = torch.randn(B, 5, 4, dtype=torch.float64), torch.randint(0, 3, (B,))
     ref = naive.naive_sq_norms(model, x, y)
-    _exact_or_raises(lambda: gnsel.per_sample_grad_sq_norms(model, x, y), model, x, y, ref, kind)
+    snap = snapshot(model, x, y)
+    assert_close(quiet(gnsel.per_sample_grad_sq_norms, model, x, y), ref, torch.float64, kind)
+    assert_state_unchanged(model, snap, x, y)
 
 
 @pytest.mark.parametrize("ctx", [torch.no_grad, torch.inference_mode, torch.enable_grad],
