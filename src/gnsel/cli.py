@@ -23,7 +23,9 @@ def _root() -> None:
     """gnsel: can the gradient norm (GN) of a trained model guide model selection, and at what cost?
 
     Commands: measure (GN of one model), zoo (train grids of models into a store), correlate
-    (how well GN and other measures rank the zoo's models by generalization gap).
+    (how well GN and other measures rank the zoo's models by generalization gap), tune (a live
+    hyper-parameter search on Ray Tune with GN objectives), hpo-bench (search algorithms replayed
+    over a finished zoo, many seeds).
     """
 
 
@@ -247,6 +249,17 @@ def correlate(
         g.add_row(name, *(f"{v:+.2f}" if v == v else "-" for v in row))
     console.print(g)
     console.print(f"{len(report.files)} files in {out} ({report.seconds:.1f} s)")
+
+
+def _register_search_commands() -> None:
+    from .cli_hpo_bench import register as register_hpo_bench
+    from .cli_tune import register as register_tune
+
+    register_tune(app)
+    register_hpo_bench(app)
+
+
+_register_search_commands()
 
 
 def main() -> None:  # pragma: no cover
