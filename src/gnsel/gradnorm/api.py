@@ -6,7 +6,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import Tensor, nn

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from .contrib import Contribution, combined_sq_norms
-from .errors import GradNormError, UnsupportedLayerError
+from .errors import GradNormError
 from .fallback import batch_dim, fallback_contributions, warn_fallback
 from .rules import find_rule
 from .tracking import ForwardTracker, _tensors

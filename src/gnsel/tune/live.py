@@ -417,7 +417,6 @@ def _env(**values: str) -> Iterator[None]:
 def _plan(space: SearchSpace, algorithm: str, objective: Objective, trials: int, epochs: int, seed: int,
           pbt: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
     """TuneConfig keyword arguments and the param_space for ``algorithm``."""
-    from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     metrics = [f"objective_{i}" for i in range(len(objective.parts))] if objective.multi else ["objective"]
