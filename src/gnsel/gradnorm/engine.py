@@ -118,7 +118,6 @@ class GradNormHooks:
         self._ids = {id(p): n for n, p in params.items()}
         self._struct, self._plans = _cached(model, self._ids)
         self._owned = self._struct.owned
-        self._names = self._struct.names
         self._parent = self._struct.parent
         self.active = False
         self._handles: list = []
@@ -445,13 +444,13 @@ class GradNormHooks:
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration; every module's own mode restored after."""
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the duration; every module's own mode restored after."""
     training = [m for m in model.modules() if m.training]
     try:
         for m in training:
             m.training = False
-        yield
+        yield model
     finally:
         for m in training:
             m.training = True

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..gradnorm.engine import eval_mode
 from .registry import MeasureContext, MeasureError, MissingNeedError
 
 #: The layers whose weights are "the layers W_1..W_d" of the norm-based measures.
@@ -50,18 +49,6 @@ def probe(ctx: MeasureContext, n: int | None = None) -> tuple[Tensor, Tensor]:
 def require_float_inputs(x: Tensor, what: str) -> None:
     if not x.is_floating_point():
         raise MeasureError(f"{what} needs real-valued inputs, but the inputs are {x.dtype} (e.g. tokens)")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode for the duration; every module's mode restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, t in modes:
-            m.train(t)
 
 
 @torch.no_grad()
