@@ -25,7 +25,7 @@ def _root() -> None:
     Commands: measure (GN of one model), zoo (train grids of models into a store), correlate
     (how well GN and other measures rank the zoo's models by generalization gap), tune (a live
     hyper-parameter search on Ray Tune with GN objectives), hpo-bench (search algorithms replayed
-    over a finished zoo, many seeds).
+    over a finished zoo, many seeds), study (all of it on a preset, with a report).
     """
 
 
@@ -253,10 +253,12 @@ def correlate(
 
 def _register_search_commands() -> None:
     from .cli_hpo_bench import register as register_hpo_bench
+    from .cli_study import register as register_study
     from .cli_tune import register as register_tune
 
     register_tune(app)
     register_hpo_bench(app)
+    register_study(app)
 
 
 _register_search_commands()

@@ -1,0 +1,187 @@
+"""The *architectures* part: how GN and the published measures rank models of different architectures.
+
+A zoo of architectures trained with the same settings (one per grid of the study; e.g. MLPs and 1-D
+CNNs of several depths and widths) is ranked by every measure against the gap and against the test
+error: Kendall tau with a bootstrap interval, and CMI conditioned on the architecture's own
+hyper-parameters. The zero-cost NAS proxies are scored twice: after training (as every other measure)
+and at initialisation, where NAS uses them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..correlate import correlate
+from ..measures import get_measure
+from ..measures.store_io import measure_run
+from ..report import Figure, Finding, Section, Table
+from ..store import Store
+from ..zoo.grid import load_grid
+from .common import (
+    StudyContext,
+    build_zoo_store,
+    ci_text,
+    kendall_ci,
+    sign_of,
+    slug,
+    verdict_of,
+)
+
+ZERO_COST = ("grad_norm", "snip", "synflow", "jacob_cov", "nwot")
+#: The comparison groups the issue names, by measure family (the PGDL winner is ``db_mixup``).
+GROUPS = {"gradient": "GN and gradient", "zero_cost": "zero-cost proxy", "norm": "norm", "flatness": "flatness",
+          "spectral": "WeightWatcher", "representation": "PGDL winner (DB index on mixup)", "baseline": "baseline"}
+_SIGN = {"larger gap": 1, "higher test error": 1, "smaller gap": -1, "lower test error": -1, "nothing": 0}
+
+
+def expected_sign(measure: str) -> int:
+    """+1 if a larger value is meant to go with a larger gap / test error, -1 if with a smaller one, 0 unknown."""
+    name = measure.removesuffix("@init")
+    try:
+        return _SIGN.get(get_measure(name).higher_means, 0)
+    except (KeyError, ValueError):
+        return 1 if name.startswith(("gn_", "traj_gn", "val_", "train_loss", "mean_grad", "grad_var")) else 0
+
+
+def _init_values(store_path: Path, device: str) -> pd.DataFrame:
+    """Zero-cost proxies at initialisation (epoch 0), one row per finished run (cached in the store)."""
+    store = Store(store_path)
+    rows = {}
+    for rid in store.runs_frame(status="done")["run_id"]:
+        if 0 not in store.checkpoint_epochs(rid):
+            continue
+        res = measure_run(store, rid, list(ZERO_COST), epoch=0, device=device)
+        rows[rid] = {f"{m}@init": r.value for m, r in res.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targets: list[str], n_boot: int,
+                        measures: list[str] | None) -> tuple[pd.DataFrame, dict[str, str], int]:  # fmt: skip
+    """Kendall (95% interval) and CMI of every measure against every target; the failures; the model count."""
+    rows, failures, n_models = [], {}, 0
+    init = _init_values(store_path, ctx.device)
+    for target in targets:
+        rep = correlate(store_path, measures=measures, target=target, out_dir=folder / target, device=ctx.device,
+                        per_epoch=False)  # fmt: skip
+        failures.update(rep.failures)
+        values = rep.values.join(init, how="left")
+        n_models = max(n_models, len(values))
+        for m in [*rep.scores.index, *init.columns]:
+            est, lo, hi = kendall_ci(values.reset_index(), m, target, n_boot)
+            if m in rep.scores.index:
+                cmi, fam = float(rep.scores.loc[m, "cmi"]), str(rep.scores.loc[m, "family"])
+            else:
+                from ..analysis import conditional_mutual_information
+
+                sub = values.reset_index()
+                try:
+                    cmi = conditional_mutual_information(sub.dropna(subset=[m, target]), m, target, rep.hparams).value
+                except ValueError:
+                    cmi = math.nan
+                fam = "zero_cost"
+            sign = expected_sign(m)
+            rows.append({"target": target, "measure": m, "group": GROUPS.get(fam, fam),
+                         "models": int(values[m].notna().sum()), "kendall": est, "kendall_low": lo,
+                         "kendall_high": hi, "expected_sign": sign,
+                         "agreement": sign * est if sign else math.nan, "cmi": cmi})  # fmt: skip
+    return pd.DataFrame(rows), failures, n_models
+
+
+def plot_agreement(table: pd.DataFrame, target: str, path: Path) -> Path:
+    """Kendall tau (95% interval) of each measure against one target, signed so that right = as its source predicts."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    t = table[(table["target"] == target) & table["agreement"].notna()].sort_values("agreement")
+    fig, ax = plt.subplots(figsize=(8, max(3.5, 0.26 * len(t) + 1)))
+    colors = {g: c for g, c in zip(dict.fromkeys(GROUPS.values()), plt.get_cmap("tab10").colors)}
+    y = np.arange(len(t))
+    s = t["expected_sign"].to_numpy(float)
+    lo, hi = s * t["kendall_low"].to_numpy(float), s * t["kendall_high"].to_numpy(float)
+    est = t["agreement"].to_numpy(float)
+    err = np.vstack([est - np.minimum(lo, hi), np.maximum(lo, hi) - est])
+    ax.barh(y, est, xerr=np.nan_to_num(err), color=[colors.get(g, "grey") for g in t["group"]], capsize=2)
+    ax.set_yticks(y, [f"{m}" for m in t["measure"]], fontsize=8)
+    for lbl, m in zip(ax.get_yticklabels(), t["measure"]):
+        if m.startswith(("gn_", "traj_gn")):
+            lbl.set_fontweight("bold")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(f"Kendall tau with {target}, signed by the measure's expected direction")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for g, c in colors.items() if g in set(t["group"])]
+    ax.legend(handles, [g for g in colors if g in set(t["group"])], fontsize=7, loc="lower right")
+    ax.set_title(f"Ranking architectures by {target}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_architectures(ctx: StudyContext) -> Section:
+    """Train the architecture zoo(s) and rank their models with every measure."""
+    part = ctx.spec.parts["architectures"]
+    folder = ctx.folder("architectures")
+    targets, n_boot = list(part["targets"]), int(part["bootstrap"])
+    tables, figures, findings, notes, intro = [], [], [], [], []
+    for source in ctx.spec.zoo_grids("architectures"):
+        grid = load_grid(source)
+        sub = folder / slug(grid.name)
+        sub.mkdir(exist_ok=True)
+        store_path, _ = build_zoo_store(ctx, source, sub / "zoo.sqlite")
+        ctx.step(f"architectures:{grid.name}:zoo")
+        ctx.log(f"  scoring measures on {grid.name} against {', '.join(targets)} (cached in the store)")
+        table, failures, n = score_architectures(ctx, store_path, sub, targets, n_boot, part["measures"])
+        ctx.step(f"architectures:{grid.name}:scores")
+        models = sorted(grid.axes.get("model", [])) or sorted({c.model for c in grid.configs})
+        intro.append(f"`{grid.name}`: {n} models ({', '.join(models)}) on {grid.configs[0].dataset}, every one "
+                     f"trained with the same settings.")  # fmt: skip
+        tables.append(Table(f"architectures_{slug(grid.name)}", table.sort_values(["target", "agreement"],
+                            ascending=[True, False]), f"`{grid.name}`: every measure against each target. "
+                            "`agreement` is Kendall tau times the direction the measure's source predicts "
+                            "(+1: larger value, larger gap or test error): positive = ranks as intended."))  # fmt: skip
+        for target in targets:
+            figures.append(Figure(plot_agreement(table, target, sub / f"agreement_{slug(grid.name)}_{target}.png"),
+                                  f"`{grid.name}`: how each measure ranks the architectures by `{target}` "
+                                  "(bars: agreement; whiskers: 95% bootstrap interval)"))  # fmt: skip
+            findings += _findings(table, target, grid.name)
+        notes += [f"`{grid.name}`: `{m}` could not be computed for every model: {why}" for m, why in sorted(failures.items())]
+    return Section(
+        key="architectures",
+        title="Across architectures: GN against the published measures",
+        intro=" ".join(intro) + (" Measures: GN (exact and fc, trajectory GN), the zero-cost NAS proxies (after "
+                                 "training and at initialisation, `@init`), norm and margin measures, PAC-Bayes "
+                                 "flatness, WeightWatcher alpha and the PGDL winner (Davies-Bouldin index on "
+                                 "mixup representations); CMI conditions on the architecture's hyper-parameters."),
+        findings=findings, tables=tables, figures=figures, notes=notes,
+    )  # fmt: skip
+
+
+def _findings(table: pd.DataFrame, target: str, zoo: str) -> list[Finding]:
+    t = table[(table["target"] == target) & table["agreement"].notna()].sort_values("agreement", ascending=False)
+    if t.empty:
+        return []
+    order = list(t["measure"])
+    out = []
+    if "gn_full" in order:
+        r = t.set_index("measure").loc["gn_full"]
+        s = sign_of(r.kendall_low, r.kendall_high) * int(r.expected_sign)
+        verdict = verdict_of(s, float(r.agreement))
+        best = t.iloc[0]
+        groups = []
+        for g in ("zero-cost proxy", "norm", "flatness", "WeightWatcher", "PGDL winner (DB index on mixup)"):
+            gg = t[t["group"] == g]
+            if len(gg):
+                top = gg.iloc[0]
+                groups.append(f"best {g} `{top.measure}` {ci_text(top.kendall, top.kendall_low, top.kendall_high)}")
+        out.append(Finding(
+            f"`{zoo}`, by `{target}`: exact GN has Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)} "
+            f"(#{order.index('gn_full') + 1} of {len(order)} by agreement with its expected direction); the best "
+            f"is `{best.measure}` ({best.group}) with {ci_text(best.kendall, best.kendall_low, best.kendall_high)}; "
+            + "; ".join(groups) + ".", verdict))  # fmt: skip
+    return out
+

@@ -1,0 +1,121 @@
+"""What the parts of a study share: the run context, zoo building, intervals and their wording."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from ..analysis import bootstrap_ci, kendall
+from .spec import StudySpec
+
+
+@dataclass
+class StudyContext:
+    """Where a study writes, what it runs on, and how it talks to the user."""
+
+    spec: StudySpec
+    out: Path
+    device: str = "auto"
+    address: str | None = None
+    workers: int = 2
+    console: Console = field(default_factory=Console)
+    progress: bool = True
+    on_step: Callable[[str], None] | None = None  # called at every resumable step (tests interrupt here)
+
+    def folder(self, part: str) -> Path:
+        """The part's own folder under the study's output folder (created)."""
+        path = self.out / part
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def log(self, message: str) -> None:
+        """One progress line."""
+        self.console.print(message, highlight=False)
+
+    def step(self, name: str) -> None:
+        """Mark a step boundary (completed work before it is saved)."""
+        if self.on_step is not None:
+            self.on_step(name)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
+
+
+def build_zoo_store(ctx: StudyContext, grid_source: Any, path: Path) -> tuple[Path, Any]:
+    """Train a grid into ``path`` (finished runs are skipped, so a rerun resumes); returns (path, summary)."""
+    from ..zoo.build import build_zoo
+    from ..zoo.grid import load_grid
+
+    grid = load_grid(grid_source)
+    t0 = time.perf_counter()
+    summary = build_zoo(grid.configs, path, workers=ctx.workers, address=ctx.address, progress=ctx.progress)
+    ctx.log(f"  zoo {grid.name}: {len(grid.configs)} runs ({summary.skipped} reused, {summary.done} trained, "
+            f"{summary.failed} failed) in {time.perf_counter() - t0:.0f} s -> {path}")  # fmt: skip
+    return path, summary
+
+
+def kendall_ci(frame: pd.DataFrame, measure: str, target: str, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
+    """Kendall tau of ``measure`` against ``target`` over the rows, with a 95% percentile bootstrap interval."""
+    sub = frame[[measure, target]].apply(pd.to_numeric, errors="coerce").dropna()
+    if len(sub) < 4 or sub[measure].nunique() < 2:
+        return math.nan, math.nan, math.nan
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = bootstrap_ci(lambda d: kendall(d[measure], d[target]), sub, n_boot=n_boot, seed=seed)
+    return ci.estimate, ci.low, ci.high
+
+
+def t_interval(x: Any) -> tuple[float, float, float]:
+    """Mean with a 95% t interval (NaN where undefined)."""
+    from scipy.stats import t
+
+    arr = np.asarray(x, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(arr.mean())
+    if arr.size < 2 or float(arr.std()) == 0.0:
+        return m, m, m
+    h = float(t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / math.sqrt(arr.size))
+    return m, m - h, m + h
+
+
+def ci_text(est: float, low: float, high: float, digits: int = 2, signed: bool = True) -> str:
+    """``+0.24 [+0.10, +0.37]`` (or ``n/a``)."""
+    if not math.isfinite(est):
+        return "n/a"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f.format(est)
+    return f"{f.format(est)} [{f.format(low)}, {f.format(high)}]"
+
+
+def sign_of(low: float, high: float) -> int:
+    """+1 if an interval lies above 0, -1 if below, 0 if it contains 0 (or is undefined)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return 0
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def verdict_of(sign: int, estimate: float) -> str:
+    """A finding's verdict from its interval's sign (see :func:`sign_of`) and point estimate, both oriented so
+    that positive means GN does what is hoped: an interval above 0 helps; one below 0, or one containing 0
+    around a non-positive estimate, does not help; one containing 0 around a positive estimate is mixed."""
+    if sign > 0:
+        return "helps"
+    if sign < 0 or not (estimate > 0):
+        return "does not help"
+    return "mixed"

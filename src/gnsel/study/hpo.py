@@ -1,0 +1,276 @@
+"""The *hpo* part: which models does each search algorithm select with each objective, and what does GN cost?
+
+Two views of the same question. Live: every (algorithm, objective) searches on Ray Tune for a small
+budget (one seed each; a finished search is reused, an interrupted one resumed). Replay: the search
+algorithms query the zoo's recorded (configuration, epoch) metrics instead of training, so every pair
+runs for many seeds and its selected model's test accuracy gets a confidence interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..report import Figure, Finding, Section, Table
+from .common import StudyContext, build_zoo_store, ci_text, sign_of, slug, t_interval
+
+BASELINE = "val_loss"
+
+
+# ------------------------------------------------------------------------------------------ replay
+def _replay(ctx: StudyContext, store_path: Path, folder: Path):
+    """Run (or reload) the replay of every (algorithm, objective, seed)."""
+    from ..tune.replay import ReplayResult, run_replay
+
+    settings = ctx.spec.parts["hpo"]["replay"]
+    key = ctx.spec.part_hash("hpo", step="replay", store=str(store_path))
+    meta_path = folder / "replay_meta.json"
+    if meta_path.exists() and (folder / "replay_runs.csv").exists() and (folder / "replay_curves.csv").exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            ctx.log("  replay: reusing the finished replay")
+            runs = pd.read_csv(folder / "replay_runs.csv")
+            if "note" in runs:
+                runs["note"] = runs["note"].fillna("")
+            return ReplayResult(
+                runs=runs,
+                curves=pd.read_csv(folder / "replay_curves.csv"), budget=meta["budget"],
+                zoo_epochs=meta["zoo_epochs"], n_configs=meta["n_configs"], best_test_acc=meta["best_test_acc"],
+                space=meta["space"], seconds=meta["seconds"],
+            )  # fmt: skip
+    n = len(settings["algorithms"]) * len(settings["objectives"]) * int(settings["seeds"])
+    ctx.log(f"  replay: {n} searches ({len(settings['algorithms'])} algorithms x {len(settings['objectives'])} "
+            f"objectives x {settings['seeds']} seeds) over the zoo")  # fmt: skip
+    res = run_replay(store_path, settings["algorithms"], settings["objectives"], int(settings["seeds"]),
+                     settings["budget"], workers=ctx.workers)  # fmt: skip
+    res.write(folder)
+    meta_path.write_text(json.dumps({"key": key, "budget": res.budget, "zoo_epochs": res.zoo_epochs,
+                                     "n_configs": res.n_configs, "best_test_acc": res.best_test_acc,
+                                     "space": res.space, "seconds": res.seconds}, indent=2))  # fmt: skip
+    ctx.log(f"  replay: done in {res.seconds:.0f} s")
+    return res
+
+
+def paired_differences(runs: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
+    """Per objective: test accuracy minus the baseline objective's, paired by (algorithm, seed), with a 95% t interval."""
+    base = runs[runs["objective"] == baseline].set_index(["algorithm", "seed"])["test_acc"]
+    rows = []
+    for obj, g in runs.groupby("objective", sort=False):
+        if obj == baseline:
+            continue
+        d = g.set_index(["algorithm", "seed"])["test_acc"] - base
+        m, lo, hi = t_interval(d.to_numpy(float))
+        rows.append({"objective": obj, "pairs": int(d.notna().sum()), "diff_test_acc": m,
+                     "diff_low": lo, "diff_high": hi,
+                     "worse_share": float((d < 0).mean()), "better_share": float((d > 0).mean())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# -------------------------------------------------------------------------------------------- live
+def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
+    """Every valid (algorithm, objective) live search; finished ones are read back, interrupted ones resumed."""
+    from ..tune.live import run_search, search_name
+    from ..tune.objectives import parse_objective
+    from ..tune.space import load_space
+
+    live = ctx.spec.parts["hpo"]["live"]
+    if not live["algorithms"]:
+        return pd.DataFrame()
+    space = load_space(live["space"])
+    done_dir = folder / "live"
+    done_dir.mkdir(exist_ok=True)
+    rows, skipped = [], []
+    pairs = [(a, o) for o in live["objectives"] for a in live["algorithms"]]
+    for i, (alg, text) in enumerate(pairs):
+        obj = parse_objective(text)
+        try:
+            space.check(alg, obj)
+        except ValueError as err:
+            skipped.append({"algorithm": alg, "objective": obj.text, "status": f"skipped: {err}"})
+            continue
+        name = slug(search_name(alg, obj.text))
+        key = ctx.spec.part_hash("hpo", step="live", search=name)
+        saved = done_dir / f"{name}.json"
+        if saved.exists() and json.loads(saved.read_text()).get("key") == key:
+            rows.append(json.loads(saved.read_text())["row"])
+            ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: reused")
+            continue
+        ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: {live['trials']} trials x {live['epochs']} epochs")
+        res = run_search(
+            space, algorithm=alg, objective=obj.text, trials=int(live["trials"]), epochs=int(live["epochs"]),
+            storage=folder / "tune", store=folder / "tune.sqlite", name=name, address=ctx.address, resume=True,
+            seed=0, cpus_per_trial=float(live["cpus_per_trial"]), gpus_per_trial=float(live["gpus_per_trial"]),
+        )  # fmt: skip
+        if res.interrupted:
+            raise KeyboardInterrupt(f"live search {name} was interrupted")
+        row = res.selection.flat() | {"status": "done"}
+        saved.write_text(json.dumps({"key": key, "row": row}, indent=2, default=str))
+        rows.append(row)
+        ctx.step(f"hpo:live:{name}")
+    frame = pd.DataFrame(rows + skipped)
+    return frame
+
+
+# ------------------------------------------------------------------------------------------- plots
+def plot_selected(summary: pd.DataFrame, live: pd.DataFrame, path: Path) -> Path:
+    """Test accuracy of the selected models per algorithm (groups) and objective (bars; 95% interval over
+    replay seeds), with the live searches' selections as black diamonds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    algs = list(dict.fromkeys(summary["algorithm"]))
+    objs = list(dict.fromkeys(summary["objective"]))
+    width = 0.8 / max(1, len(objs))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(algs) + 3), 4.6))
+    for j, obj in enumerate(objs):
+        s = summary[summary["objective"] == obj].set_index("algorithm").reindex(algs)
+        x = np.arange(len(algs)) + (j - (len(objs) - 1) / 2) * width
+        err = np.vstack([s["test_acc"] - s["test_acc_low"], s["test_acc_high"] - s["test_acc"]])
+        ax.bar(x, s["test_acc"], width, yerr=np.nan_to_num(err), capsize=2, label=obj)
+    if not live.empty and "test_acc" in live:
+        lv = live[live.get("status", "done") == "done"] if "status" in live else live
+        extra = [a for a in dict.fromkeys(lv["algorithm"]) if a not in algs]
+        for a in extra:
+            algs.append(a)
+        for _, r in lv.iterrows():
+            if r["objective"] not in objs:
+                continue
+            x = algs.index(r["algorithm"]) + (objs.index(r["objective"]) - (len(objs) - 1) / 2) * width
+            ax.plot(x, r["test_acc"], "kD", ms=4, label="_live")
+        ax.plot([], [], "kD", ms=4, label="live search (1 seed)")
+    ax.set_xticks(np.arange(len(algs)), algs)
+    ax.set_ylabel("test accuracy of the selected model")
+    ax.set_ylim(0, 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.set_title("Selected models: replay (bars, 95% CI over seeds) and live searches")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# -------------------------------------------------------------------------------------------- part
+def run_hpo(ctx: StudyContext) -> Section:
+    """Replay and live searches; the selected models' test accuracy and GN's extra cost, with intervals."""
+    folder = ctx.folder("hpo")
+    grid = ctx.spec.zoo_grids("hpo")[0]
+    store_path, _ = build_zoo_store(ctx, grid, ctx.out / "zoo.sqlite")
+    ctx.step("hpo:zoo")
+    res = _replay(ctx, store_path, folder)
+    ctx.step("hpo:replay")
+    live = _live(ctx, folder)
+    summary = res.summary
+    diffs = paired_differences(res.runs)
+    cost = _cost_table(summary, live)
+    figures = [
+        Figure(plot_selected(summary, live, folder / "selected_accuracy.png"),
+               "Test accuracy of the model each (algorithm, objective) selects"),
+        Figure(folder / "replay_anytime.png", "Regret (best test accuracy in the zoo minus that of the model "
+               "selected so far) against epochs spent, mean and 95% band over seeds"),
+    ]  # fmt: skip
+    tables = [
+        Table("hpo_replay", summary.drop(columns=["note"], errors="ignore"), f"Replay over the zoo "
+              f"({res.n_configs} configurations x {res.zoo_epochs} epochs, budget {res.budget} epochs per search): "
+              "test accuracy of the selected model, mean and 95% t interval over seeds."),
+        Table("hpo_vs_val_loss", diffs, "Test accuracy of each objective's selection minus that of `val_loss`, "
+              "paired by (algorithm, seed), with a 95% t interval."),
+        Table("hpo_gn_cost", cost, "What a GN objective costs: compute per search (replay: the zoo's recorded "
+              "seconds; live: measured), and GN's share of it."),
+    ]  # fmt: skip
+    if not live.empty:
+        cols = [c for c in ("algorithm", "objective", "status", "trials", "failed", "selected_config", "selected_epoch",
+                            "test_acc", "best_test_acc", "regret", "gap_acc", "epochs", "seconds", "gn_seconds",
+                            "wall_seconds") if c in live.columns]  # fmt: skip
+        tables.insert(1, Table("hpo_live", live[cols], "Live searches on Ray Tune (one seed each, small budget): "
+                               "the selected model and what the search cost."))  # fmt: skip
+    replay_cfg = ctx.spec.parts["hpo"]["replay"]
+    return Section(
+        key="hpo",
+        title="Does a GN objective select better models, and at what cost?",
+        intro=(
+            f"Replay: {', '.join(replay_cfg['algorithms'])} (the real Optuna and hpbandster implementations) "
+            f"query the zoo's recorded metrics for {replay_cfg['seeds']} seeds each; the selected model's test "
+            "accuracy is read from the zoo. Live: the searches run on Ray Tune and train every trial. All "
+            "objectives are minimised; a multi-objective search picks the point of its Pareto front with the "
+            "smallest sum of normalised objectives."
+        ),
+        findings=_findings(summary, diffs, cost, live, res.best_test_acc),
+        tables=tables,
+        figures=figures,
+        notes=[f"{r.algorithm} with `{r.objective}`: {r.status}" for r in live.itertuples()
+               if str(getattr(r, "status", "done")).startswith("skipped")] if not live.empty else [],
+    )  # fmt: skip
+
+
+def _span(values: pd.Series, fmt: str) -> str:
+    """``a to b`` of a series' range, or just ``a`` when all values round alike."""
+    lo, hi = fmt.format(values.min()), fmt.format(values.max())
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def _uses_gn(objective: str) -> bool:
+    return "gn_" in objective or "traj_gn" in objective
+
+
+def _cost_table(summary: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for obj, g in summary.groupby("objective", sort=False):
+        row = {"objective": obj, "uses_gn": _uses_gn(obj), "replay_seconds": g["seconds"].mean(),
+               "replay_gn_share": g["gn_seconds"].sum() / g["seconds"].sum() if g["seconds"].sum() > 0 else math.nan}
+        if not live.empty and "wall_seconds" in live:
+            lv = live[(live["objective"] == obj) & live["wall_seconds"].notna()] if "objective" in live else live[:0]
+            if len(lv):
+                row |= {"live_searches": len(lv), "live_wall_seconds": lv["wall_seconds"].astype(float).mean(),
+                        "live_compute_seconds": lv["seconds"].astype(float).mean(),
+                        "live_gn_share": lv["gn_seconds"].astype(float).sum() / max(lv["seconds"].astype(float).sum(), 1e-12)}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for col in ("replay_seconds", "live_compute_seconds"):
+        if col in frame and (frame["objective"] == BASELINE).any():
+            base = float(frame.loc[frame["objective"] == BASELINE, col].iloc[0])
+            frame[col.replace("seconds", "vs_val_loss")] = frame[col] / base if base > 0 else math.nan
+    return frame
+
+
+def _findings(summary: pd.DataFrame, diffs: pd.DataFrame, cost: pd.DataFrame, live: pd.DataFrame,
+              best: float) -> list[Finding]:  # fmt: skip
+    out = []
+    base = summary[summary["objective"] == BASELINE]
+    if len(base):
+        b = t_interval(base["test_acc"])
+        out.append(Finding(f"With `val_loss`, the searches select models of mean test accuracy {ci_text(*b, signed=False)} "
+                           f"(over algorithms and seeds; the zoo's best model has {best:.3f}).", "info"))  # fmt: skip
+    for r in diffs.itertuples():
+        s = sign_of(r.diff_low, r.diff_high)
+        alone = r.objective.strip() in ("gn_full", "gn_fc", "traj_gn")
+        verdict = "helps" if s > 0 else "does not help" if s < 0 else "mixed"
+        what = f"Selecting by GN alone (`{r.objective}`)" if alone else f"Selecting by `{r.objective}`"
+        effect = {1: "selects better models than", -1: "selects worse models than", 0: "is indistinguishable from"}[s]
+        out.append(Finding(
+            f"{what} {effect} `val_loss`: test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)} "
+            f"(paired over {r.pairs} searches; worse in {r.worse_share:.0%}, better in {r.better_share:.0%}).",
+            verdict if _uses_gn(r.objective) else "info"))  # fmt: skip
+    gn_rows = cost[cost["uses_gn"]]
+    if len(gn_rows) and "replay_gn_share" in gn_rows:
+        share = gn_rows["replay_gn_share"]
+        text = (f"Measuring GN at every epoch takes {_span(share, '{:.0%}')} of a search's compute "
+                "(replay, the zoo's recorded times)")
+        if "live_compute_vs_val_loss" in gn_rows and gn_rows["live_compute_vs_val_loss"].notna().any():
+            v = gn_rows["live_compute_vs_val_loss"].dropna()
+            text += f"; live, a GN-objective search used {_span(v, '{:.2f}x')} the compute of a `val_loss` one"
+        out.append(Finding(text + ".", "info"))
+    if not live.empty and "test_acc" in live:
+        lv = live[live["status"] == "done"] if "status" in live else live
+        by = lv.groupby("objective")["test_acc"].mean()
+        if BASELINE in by:
+            parts = ", ".join(f"`{o}` {v:.3f}" for o, v in by.items())
+            out.append(Finding(f"Live (one seed per search, small budget, so less certain): mean selected test accuracy "
+                               f"by objective: {parts}.", "info"))  # fmt: skip
+    return out

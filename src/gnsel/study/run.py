@@ -1,0 +1,185 @@
+"""``gnsel study``: run the parts of a study (reusing finished ones), then write the report.
+
+Every part saves its section (tables as CSV, figures as PNG, text as JSON) when it finishes, and the
+work inside a part is resumable too: zoo runs, cached measures, finished live searches and the replay
+are kept in the output folder. An interrupted study rerun with the same command redoes nothing done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..report import Finding, Report, Section, write_report
+from .cache import load_section, save_section
+from .common import StudyContext
+from .spec import PARTS, StudySpec, load_study
+
+QUESTION = (
+    "Can the gradient norm (GN: the mean over examples of the squared norm of the per-example loss gradient) "
+    "of a trained model stand in for, or complement, validation accuracy when selecting models and "
+    "hyper-parameters, and what does computing it cost?"
+)
+TITLES = {"correlation": "correlation", "cost": "cost", "hpo": "hpo", "architectures": "architectures"}
+
+
+def _runner(part: str) -> Callable[[StudyContext], Section]:
+    if part == "correlation":
+        from .correlation import run_correlation as fn
+    elif part == "cost":
+        from .cost import run_cost as fn
+    elif part == "hpo":
+        from .hpo import run_hpo as fn
+    else:
+        from .architectures import run_architectures as fn
+    return fn
+
+
+@dataclass
+class StudyResult:
+    """Where the report is, its sections, and which parts were computed or reused (with their seconds)."""
+
+    out: Path
+    files: dict[str, Path]
+    sections: dict[str, Section]
+    seconds: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)
+
+
+def parse_parts(parts: str | Iterable[str] | None) -> list[str]:
+    """``None`` -> all parts; otherwise the named parts (comma-separated or a list), checked, in study order."""
+    if parts is None:
+        return list(PARTS)
+    names = [p.strip() for p in (parts.split(",") if isinstance(parts, str) else parts) for p in p.split(",")]
+    names = [p for p in names if p]
+    bad = [p for p in names if p not in PARTS]
+    if bad or not names:
+        raise ValueError(f"unknown part(s) {', '.join(map(repr, bad)) or '(none given)'}; parts: {', '.join(PARTS)}")
+    return [p for p in PARTS if p in names]
+
+
+def _needs_ray(spec: StudySpec, parts: list[str], workers: int, address: str | None) -> bool:
+    if address:
+        return True
+    zoo = any(p in parts for p in ("correlation", "hpo", "architectures")) and workers > 1
+    live = "hpo" in parts and bool(spec.parts["hpo"]["live"]["algorithms"])
+    return zoo or live
+
+
+def run_study(
+    preset: str | os.PathLike | Mapping[str, Any] | StudySpec = "quick",
+    out: str | os.PathLike = "gnsel-study",
+    *,
+    parts: str | Iterable[str] | None = None,
+    address: str | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> StudyResult:
+    """Run the study's parts (all, or ``parts``), reusing finished work, and write the report into ``out``."""
+    from ..gradnorm.api import resolve_device
+    from ..tune.live import ray_session
+
+    spec = preset if isinstance(preset, StudySpec) else load_study(preset)
+    todo = parse_parts(parts)
+    dev = str(resolve_device(device or spec.device))
+    workers = int(workers or max(1, min(os.cpu_count() or 1, 8)))
+    if workers < 1:
+        raise ValueError(f"workers must be positive, got {workers}")
+    out = Path(out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    console = console or Console()
+    ctx = StudyContext(spec, out, dev, address, workers, console, progress, on_step)
+    (out / "study.json").write_text(json.dumps({"name": spec.name, "description": spec.description,
+                                                "device": dev, "parts": spec.parts}, indent=2, default=str))  # fmt: skip
+    result = StudyResult(out, {}, {})
+    ray_ctx = (ray_session(address, **({} if address else {"num_cpus": workers}))
+               if _needs_ray(spec, todo, workers, address) else contextlib.nullcontext())  # fmt: skip
+    with ray_ctx:
+        for part in todo:
+            key = spec.part_hash(part)
+            cached = load_section(ctx.folder(part), key)
+            if cached is not None:
+                result.sections[part], result.seconds[part] = cached
+                result.reused.append(part)
+                console.print(f"[bold]{part}[/]: reusing the finished part ({out / part})")
+                continue
+            console.print(f"[bold]{part}[/]: running")
+            t0 = time.perf_counter()
+            section = _runner(part)(ctx)
+            seconds = time.perf_counter() - t0
+            save_section(section, ctx.folder(part), key, seconds)
+            result.sections[part], result.seconds[part] = section, seconds
+            result.computed.append(part)
+            console.print(f"[bold]{part}[/]: done in {seconds:.0f} s")
+            ctx.step(f"{part}:done")
+    for part in PARTS:  # parts finished by earlier runs belong in the report too
+        if part not in result.sections:
+            cached = load_section(out / part, spec.part_hash(part))
+            if cached is not None:
+                result.sections[part], result.seconds[part] = cached
+    report = assemble(spec, result, dev, address)
+    result.files = write_report(report, out)
+    console.print(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
+    return result
+
+
+def headline(sections: Mapping[str, Section]) -> list[Finding]:
+    """The report's answer: each part's findings that take a side (helps / does not help / mixed)."""
+    out = []
+    for part in ("correlation", "hpo", "architectures", "cost"):
+        s = sections.get(part)
+        if s is None:
+            continue
+        picked = [f for f in s.findings if f.verdict != "info"]
+        if part == "cost":
+            picked = s.findings[:1]
+        out += picked[: 4 if part == "hpo" else 2]
+    return out
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} CPUs, {gpu}"
+
+
+def assemble(spec: StudySpec, result: StudyResult, device: str, address: str | None) -> Report:
+    """The report of whatever parts are finished, in study order."""
+    import torch
+
+    from .. import __version__
+
+    sections = [result.sections[p] for p in PARTS if p in result.sections]
+    missing = [p for p in PARTS if p not in result.sections]
+    meta = {
+        "study": f"{spec.name}: {spec.description}",
+        "written": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "device": device,
+        "ray": address or "local",
+        "versions": f"gnsel {__version__}, torch {torch.__version__}, python {platform.python_version()}",
+    }
+    for p in PARTS:
+        if p in result.seconds:
+            how = "reused from an earlier run" if p in result.reused else "computed in this run"
+            meta[f"{p} part"] = f"{result.seconds[p]:.0f} s ({how})"
+        elif p in missing:
+            meta[f"{p} part"] = "not run yet (gnsel study --part " + p + ")"
+    return Report(title=f"Can the gradient norm select models? gnsel study `{spec.name}`", question=QUESTION,
+                  verdict=headline(result.sections), sections=sections, meta=meta)  # fmt: skip
