@@ -53,8 +53,12 @@ def build_synthetic(
     label_noise: float = 0.0,
     test_size: float = 0.2,
     data_seed: int | None = None,
+    shape: list[int] | tuple[int, ...] | None = None,
 ) -> RawData:
     """Gaussian mixture: one isotropic Gaussian (std ``noise``) per class around random means.
+
+    ``shape`` (e.g. ``[3, 32, 32]``) gives each example that shape instead of ``n_features``
+    (which then becomes their product): image-shaped stand-in data for timing and smoke tests.
 
     Class means are ``class_sep * N(0, I/n_features)``-distributed (so their pairwise distance
     is about ``class_sep * sqrt(2)`` whatever ``n_features``); classes are balanced;
@@ -62,6 +66,11 @@ def build_synthetic(
     (means, samples, test split) is drawn from ``data_seed``, which defaults to ``seed``.
     """
     del root, download
+    if shape is not None:
+        shape = tuple(int(d) for d in shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"synthetic shape must be positive dimensions, got {list(shape)}")
+        n_features = int(np.prod(shape))
     if n_samples < 2 or n_features < 1 or n_classes < 2:
         raise ValueError("synthetic needs n_samples >= 2, n_features >= 1, n_classes >= 2")
     if not 0.0 <= label_noise <= 1.0:
@@ -79,5 +88,7 @@ def build_synthetic(
         raise ValueError(f"test_size must be in (0, 1) and leave training data, got {test_size}")
     test, pool = torch.from_numpy(np.sort(perm[:n_test])), torch.from_numpy(np.sort(perm[n_test:]))
     xt = torch.from_numpy(x.astype(np.float32))
+    if shape is not None:
+        xt = xt.reshape(n_samples, *shape)
     yt = torch.from_numpy(y.astype(np.int64))
     return RawData(xt[pool], yt[pool], xt[test], yt[test], num_classes=n_classes, channel_dim=0)

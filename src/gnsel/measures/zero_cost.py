@@ -110,7 +110,8 @@ def synflow_proxy(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 def jacob_cov_score(jacobians: np.ndarray, k: float = JACOB_K) -> float:
     """-sum_i [log(v_i + k) + 1/(v_i + k)] over the eigenvalues v of ``corrcoef(jacobians)`` (rows = examples)."""
-    corr = np.corrcoef(jacobians)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant row: NaN, reported just below
+        corr = np.corrcoef(jacobians)
     if not np.all(np.isfinite(corr)):
         raise MeasureError("jacob_cov: an input Jacobian is constant, so its correlation is undefined")
     v = np.clip(np.linalg.eigvalsh(corr), 0.0, None)

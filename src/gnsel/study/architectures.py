@@ -65,8 +65,9 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
     rows, failures, n_models = [], {}, 0
     init = _init_values(store_path, ctx.device)
     for target in targets:
-        rep = correlate(store_path, measures=measures, target=target, out_dir=folder / target, device=ctx.device,
-                        per_epoch=False)  # fmt: skip
+        with ctx.bar(f"measures ({target})") as update:
+            rep = correlate(store_path, measures=measures, target=target, out_dir=folder / target,
+                            device=ctx.device, per_epoch=False, progress=update)  # fmt: skip
         failures.update(rep.failures)
         values = rep.values.join(init, how="left")
         n_models = max(n_models, len(values))
@@ -172,16 +173,21 @@ def _findings(table: pd.DataFrame, target: str, zoo: str) -> list[Finding]:
         s = sign_of(r.kendall_low, r.kendall_high) * int(r.expected_sign)
         verdict = verdict_of(s, float(r.agreement))
         best = t.iloc[0]
+
+        def agree(row: pd.Series) -> str:
+            sgn = int(row.expected_sign)
+            lo, hi = sorted((sgn * row.kendall_low, sgn * row.kendall_high))
+            return ci_text(row.agreement, lo, hi)
+
         groups = []
         for g in ("zero-cost proxy", "norm", "flatness", "WeightWatcher", "PGDL winner (DB index on mixup)"):
             gg = t[t["group"] == g]
             if len(gg):
-                top = gg.iloc[0]
-                groups.append(f"best {g} `{top.measure}` {ci_text(top.kendall, top.kendall_low, top.kendall_high)}")
+                groups.append(f"best {g} `{gg.iloc[0].measure}` {agree(gg.iloc[0])}")
         out.append(Finding(
-            f"`{zoo}`, by `{target}`: exact GN has Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)} "
-            f"(#{order.index('gn_full') + 1} of {len(order)} by agreement with its expected direction); the best "
-            f"is `{best.measure}` ({best.group}) with {ci_text(best.kendall, best.kendall_low, best.kendall_high)}; "
-            + "; ".join(groups) + ".", verdict))  # fmt: skip
+            f"`{zoo}`, ranking by `{target}`: exact GN's agreement (Kendall tau times the direction its source "
+            f"predicts; positive = ranks as intended) is {agree(r)}, #{order.index('gn_full') + 1} of {len(order)} "
+            f"measures; the best is `{best.measure}` ({best.group}) with {agree(best)}; " + "; ".join(groups) + ".",
+            verdict))  # fmt: skip
     return out
 

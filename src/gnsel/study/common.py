@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,20 @@ class StudyContext:
 
     def log(self, message: str) -> None:
         """One progress line."""
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, markup=False)
+
+    @contextlib.contextmanager
+    def bar(self, label: str) -> Iterator[Callable[[int, int], None]]:
+        """A progress bar for ``label``; yields ``update(done, total)`` (a no-op without progress)."""
+        if not self.progress:
+            yield lambda done, total: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=self.console, transient=True) as bar:  # fmt: skip
+            task = bar.add_task(label, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
 
     def step(self, name: str) -> None:
         """Mark a step boundary (completed work before it is saved)."""

@@ -61,7 +61,9 @@ def run_correlation(ctx: StudyContext) -> Section:
     ctx.step("correlation:zoo")
     target, n_boot = part["target"], int(part["bootstrap"])
     ctx.log(f"  scoring measures against {target} (measures are cached in the store)")
-    rep = correlate(store_path, measures=part["measures"], target=target, out_dir=folder, device=ctx.device)
+    with ctx.bar("measures") as update:
+        rep = correlate(store_path, measures=part["measures"], target=target, out_dir=folder, device=ctx.device,
+                        progress=update)  # fmt: skip
     values = rep.values.reset_index()
     scores = rep.scores.copy()
     ci = {m: kendall_ci(values, m, target, n_boot) for m in scores.index}
@@ -130,6 +132,14 @@ def _findings(table: pd.DataFrame, phases: pd.DataFrame, gran: pd.DataFrame, tar
         f"At the end of training, exact GN {how}: Kendall tau = {ci_text(*full)} over {n} models. "
         f"GN fc: {ci_text(*fc)}; trajectory GN (the quantity in Li, Luo & Qiao's bound): {ci_text(*traj)}; "
         f"validation loss: {ci_text(*val)}.", verdict))  # fmt: skip
+    if math.isfinite(traj[0]):
+        st = sign_of(traj[1], traj[2])
+        out.append(Finding(
+            "Trajectory GN (the learning-rate-squared-weighted sum, over the training steps, of the batch's mean "
+            "per-example squared gradient norm, as in Li, Luo & Qiao's bound) "
+            f"{'ranks the models by gap' if st > 0 else 'does not rank the models by gap (its interval contains 0)' if st == 0 else 'ranks them the wrong way'}: "
+            f"Kendall tau = {ci_text(*traj)}, granulated {table.loc['traj_gn', 'granulated']:+.2f}.",
+            verdict_of(st, traj[0])))  # fmt: skip
     ranked = [m for m in table.index if math.isfinite(table.loc[m, "kendall"])]
     if "gn_full" in ranked:
         best = ranked[0]

@@ -35,7 +35,7 @@ def _replay(ctx: StudyContext, store_path: Path, folder: Path):
             ctx.log("  replay: reusing the finished replay")
             runs = pd.read_csv(folder / "replay_runs.csv")
             if "note" in runs:
-                runs["note"] = runs["note"].fillna("")
+                runs["note"] = runs["note"].astype(object).fillna("")
             return ReplayResult(
                 runs=runs,
                 curves=pd.read_csv(folder / "replay_curves.csv"), budget=meta["budget"],

@@ -30,7 +30,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 _REPLAY_DEFAULTS = {"algorithms": ["grid", "random", "tpe", "hyperband", "bohb"], "objectives": ["val_loss"],
                     "seeds": 50, "budget": None}  # fmt: skip
-_LIVE_DEFAULTS = {"algorithms": ["random"], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
+_LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
                   "space": None, "cpus_per_trial": 1.0, "gpus_per_trial": 0.0}  # fmt: skip
 
 
