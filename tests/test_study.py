@@ -183,7 +183,7 @@ def test_a_rerun_reuses_every_part(study):
     assert again.reused == list(PARTS) and not again.computed
     assert _run_times(result.out / "zoo.sqlite") == before
     assert again.files["html"].exists()
-    assert "reused from an earlier run" in again.files["md"].read_text()
+    assert "finished by an earlier run" in again.files["md"].read_text()
 
 
 def test_an_interrupted_study_resumes_without_redoing_work(tmp_path):

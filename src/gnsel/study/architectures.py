@@ -187,7 +187,10 @@ def _findings(table: pd.DataFrame, target: str, zoo: str) -> list[Finding]:
         out.append(Finding(
             f"`{zoo}`, ranking by `{target}`: exact GN's agreement (Kendall tau times the direction its source "
             f"predicts; positive = ranks as intended) is {agree(r)}, #{order.index('gn_full') + 1} of {len(order)} "
-            f"measures; the best is `{best.measure}` ({best.group}) with {agree(best)}; " + "; ".join(groups) + ".",
+            f"measures"
+            + (f" (trajectory GN: {agree(t.set_index('measure').loc['traj_gn'])}, #{order.index('traj_gn') + 1})"
+               if "traj_gn" in order else "")
+            + f"; the best is `{best.measure}` ({best.group}) with {agree(best)}; " + "; ".join(groups) + ".",
             verdict))  # fmt: skip
     return out
 

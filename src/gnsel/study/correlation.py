@@ -125,9 +125,9 @@ def _findings(table: pd.DataFrame, phases: pd.DataFrame, gran: pd.DataFrame, tar
     full, fc, traj, val = (_row(table, m) for m in ("gn_full", "gn_fc", "traj_gn", "val_loss"))
     s = sign_of(full[1], full[2])
     verdict = verdict_of(s, full[0])
-    how = {1: "ranks them the right way (a larger GN goes with a larger gap)",
-           0: "does not rank them: its interval contains 0",
-           -1: "ranks them the wrong way (a larger GN goes with a smaller gap)"}[s]  # fmt: skip
+    how = {1: "ranks the models by gap the right way (a larger GN goes with a larger gap)",
+           0: "does not rank the models by gap: its interval contains 0",
+           -1: "ranks the models by gap the wrong way (a larger GN goes with a smaller gap)"}[s]  # fmt: skip
     out.append(Finding(
         f"At the end of training, exact GN {how}: Kendall tau = {ci_text(*full)} over {n} models. "
         f"GN fc: {ci_text(*fc)}; trajectory GN (the quantity in Li, Luo & Qiao's bound): {ci_text(*traj)}; "

@@ -24,10 +24,11 @@ draws the ratios as grouped bars.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,17 @@ def _max_rel_diff(engine: Tensor, naive: Tensor) -> float:
     a, b = engine.detach().double().cpu(), naive.detach().double().cpu()
     floor = max(float(b.abs().mean()) * 1e-6, torch.finfo(torch.float64).tiny)
     return float(((a - b).abs() / b.abs().clamp_min(floor)).max())
+
+
+@contextlib.contextmanager
+def _full_precision() -> Iterator[None]:
+    """CUDA matmuls and cuDNN convolutions in full float32 (no TF32) for the duration."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def _state_snapshot(model: nn.Module) -> dict[str, Tensor]:
@@ -239,18 +251,17 @@ def measure_costs(
         before = _state_snapshot(model)
         run = _Runner(model, x, y, case.batch_size, k, gn_batch_size, dev, seed)
         times: dict[str, list[float]] = {m: [] for m in METHODS}
-        naive_sq: Tensor | None = None
         say(f"cost: {case.label}: warm-up")
         for method in METHODS:
             run(method)
         for r in range(1, repeats + 1):
             for method in METHODS:
                 say(f"cost: {case.label}: {method} {r}/{repeats}")
-                seconds, res = run(method)
+                seconds, _ = run(method)
                 times[method].append(seconds)
-                if method == "naive":
-                    naive_sq = res.sq
-        engine_sq = per_sample_grad_sq_norms(model, xk, yk, scope="full")
+        with _full_precision():  # the check compares the arithmetic, not TF32's rounding of it
+            engine_sq = per_sample_grad_sq_norms(model, xk, yk, scope="full")
+            naive_sq = naive_sq_norms(model, xk, yk, scope="full").sq
         rel = _max_rel_diff(engine_sq, naive_sq)
         if not _same_state(model, before):
             raise RuntimeError(f"case {case.label!r}: the model changed while its costs were measured")
@@ -422,7 +433,8 @@ def run_cost(ctx) -> Section:  # noqa: F821 - ctx: gnsel.study.common.StudyConte
         intro=(f"Each architecture is timed on {ctx.device}: one ordinary training epoch (SGD, batch "
                f"{int(summary['batch_size'].iloc[0])}), exact GN over all parameters, GN of the last fully "
                "connected layer (fc) and the naive per-example loop, on the same examples and weights; every "
-               "ratio pairs a repeat with the training epoch timed in the same round."),  # fmt: skip
+               "ratio pairs a repeat with the training epoch timed in the same round. Timings use PyTorch's default "
+               "precision (on CUDA, cuDNN may use TF32); the exactness check runs in full float32."),  # fmt: skip
         findings=findings,
         tables=[
             Table("cost_summary", summary, "Seconds and cost relative to one training epoch, median and "

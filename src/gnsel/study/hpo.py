@@ -127,7 +127,7 @@ def plot_selected(summary: pd.DataFrame, live: pd.DataFrame, path: Path) -> Path
     algs = list(dict.fromkeys(summary["algorithm"]))
     objs = list(dict.fromkeys(summary["objective"]))
     width = 0.8 / max(1, len(objs))
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(algs) + 3), 4.6))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(algs) + 3), 5.0))
     for j, obj in enumerate(objs):
         s = summary[summary["objective"] == obj].set_index("algorithm").reindex(algs)
         x = np.arange(len(algs)) + (j - (len(objs) - 1) / 2) * width
@@ -148,7 +148,7 @@ def plot_selected(summary: pd.DataFrame, live: pd.DataFrame, path: Path) -> Path
     ax.set_ylabel("test accuracy of the selected model")
     ax.set_ylim(0, 1.02)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.09), frameon=False)
     ax.set_title("Selected models: replay (bars, 95% CI over seeds) and live searches")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

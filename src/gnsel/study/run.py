@@ -23,7 +23,7 @@ from rich.console import Console
 from ..report import Finding, Report, Section, write_report
 from .cache import load_section, save_section
 from .common import StudyContext
-from .spec import PARTS, StudySpec, load_study
+from .spec import PARTS, StudySpec, check_runnable, load_study
 
 QUESTION = (
     "Can the gradient norm (GN: the mean over examples of the squared norm of the per-example loss gradient) "
@@ -91,10 +91,10 @@ def run_study(
 ) -> StudyResult:
     """Run the study's parts (all, or ``parts``), reusing finished work, and write the report into ``out``."""
     from ..gradnorm.api import resolve_device
-    from ..tune.live import ray_session
 
     spec = preset if isinstance(preset, StudySpec) else load_study(preset)
     todo = parse_parts(parts)
+    check_runnable(spec, todo)
     dev = str(resolve_device(device or spec.device))
     workers = int(workers or max(1, min(os.cpu_count() or 1, 8)))
     if workers < 1:
@@ -106,8 +106,11 @@ def run_study(
     (out / "study.json").write_text(json.dumps({"name": spec.name, "description": spec.description,
                                                 "device": dev, "parts": spec.parts}, indent=2, default=str))  # fmt: skip
     result = StudyResult(out, {}, {})
-    ray_ctx = (ray_session(address, **({} if address else {"num_cpus": workers}))
-               if _needs_ray(spec, todo, workers, address) else contextlib.nullcontext())  # fmt: skip
+    ray_ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if _needs_ray(spec, todo, workers, address):  # one Ray instance for every part (imported only then)
+        from ..tune.live import ray_session
+
+        ray_ctx = ray_session(address, **({} if address else {"num_cpus": workers}))
     with ray_ctx:
         for part in todo:
             key = spec.part_hash(part)
@@ -119,12 +122,14 @@ def run_study(
                 continue
             console.print(f"[bold]{part}[/]: running")
             t0 = time.perf_counter()
-            section = _runner(part)(ctx)
-            seconds = time.perf_counter() - t0
+            try:
+                section = _runner(part)(ctx)
+            finally:  # an interrupted session's time counts too: the report gives the part's total
+                seconds = _add_session(ctx.folder(part), time.perf_counter() - t0)
             save_section(section, ctx.folder(part), key, seconds)
             result.sections[part], result.seconds[part] = section, seconds
             result.computed.append(part)
-            console.print(f"[bold]{part}[/]: done in {seconds:.0f} s")
+            console.print(f"[bold]{part}[/]: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
             ctx.step(f"{part}:done")
     for part in PARTS:  # parts finished by earlier runs belong in the report too
         if part not in result.sections:
@@ -135,6 +140,15 @@ def run_study(
     result.files = write_report(report, out)
     console.print(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
     return result
+
+
+def _add_session(folder: Path, seconds: float) -> float:
+    """Record one session's seconds on a part; the total over all its sessions (interrupted ones too)."""
+    path = folder / "sessions.json"
+    sessions = json.loads(path.read_text()) if path.exists() else []
+    sessions.append(round(seconds, 3))
+    path.write_text(json.dumps(sessions))
+    return float(sum(sessions))
 
 
 def headline(sections: Mapping[str, Section]) -> list[Finding]:
@@ -177,8 +191,8 @@ def assemble(spec: StudySpec, result: StudyResult, device: str, address: str | N
     }
     for p in PARTS:
         if p in result.seconds:
-            how = "reused from an earlier run" if p in result.reused else "computed in this run"
-            meta[f"{p} part"] = f"{result.seconds[p]:.0f} s ({how})"
+            how = "finished by an earlier run" if p in result.reused else "finished in this run"
+            meta[f"{p} part"] = f"{result.seconds[p]:.0f} s of computing over all sessions ({how})"
         elif p in missing:
             meta[f"{p} part"] = "not run yet (gnsel study --part " + p + ")"
     return Report(title=f"Can the gradient norm select models? gnsel study `{spec.name}`", question=QUESTION,

@@ -117,10 +117,7 @@ def validate(spec: StudySpec) -> None:
     from .cost import CostCase
 
     for part in ("correlation", "hpo", "architectures"):
-        grids = spec.zoo_grids(part)
-        if not grids:
-            raise ValueError(f"the study's {part} part names no zoo")
-        for g in grids:
+        for g in spec.zoo_grids(part):  # an empty list is refused when that part is run (check_runnable)
             try:
                 load_grid(g)
             except ValueError as err:
@@ -164,6 +161,13 @@ def validate(spec: StudySpec) -> None:
             parse_objective(text)
         if not any(_live_pair_ok(space, a, o) for a in live["algorithms"] for o in live["objectives"]):
             raise ValueError("hpo.live: no (algorithm, objective) pair is valid for the live space")
+
+
+def check_runnable(spec: StudySpec, parts: list[str]) -> None:
+    """What a run of ``parts`` needs beyond a valid study: a zoo for each zoo-based part."""
+    for part in parts:
+        if part in ("correlation", "hpo", "architectures") and not spec.zoo_grids(part):
+            raise ValueError(f"the study's {part} part names no zoo: give {part}.zoo in the study file")
 
 
 def _live_pair_ok(space: Any, algorithm: str, objective: str) -> bool:
