@@ -1239,3 +1239,34 @@ def test_cuda_device_auto_with_cpu_model():
     assert_close(float(r.mean_sq), reference("resnet_bn")[1], torch.float64, "auto mean_sq")
     assert_close(float(r.mean_grad_sq), reference("resnet_bn")[2], torch.float64, "auto mgsq")
     assert_state_unchanged(c.model, snap, c.x, c.y)
+
+
+# --------------------------------------------------------------------------------------
+# Chunking: the per-example norms do not depend on how many examples a chunk holds
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_norms_do_not_depend_on_the_chunk_budget(name, monkeypatch):
+    from gnsel.gradnorm import contrib
+
+    c = make(name, torch.float64)
+    s_ref, _, _ = reference(name)
+    for budget in (1, 1 << 30):  # one example per chunk / the whole batch in one chunk
+        monkeypatch.setattr(contrib, "CHUNK_ELEMENTS", budget)
+        s = quiet(gnsel.per_sample_grad_sq_norms, c.model, c.x, c.y, loss=c.loss, scope="full")
+        assert_close(s, s_ref, torch.float64, f"{name} with chunk budget {budget}")
+
+
+def test_chunk_budget_follows_the_device():
+    from gnsel.gradnorm.contrib import ACCELERATOR_CHUNK_ELEMENTS, CHUNK_ELEMENTS, chunk_budget, chunk_size
+
+    per_example = 1 << 16
+    assert chunk_size(per_example, 10_000) == CHUNK_ELEMENTS // per_example
+    with chunk_budget("cuda"):  # no GPU needed: only the device type is read
+        assert chunk_size(per_example, 10_000) == ACCELERATOR_CHUNK_ELEMENTS // per_example
+        with chunk_budget(torch.device("cpu")):
+            assert chunk_size(per_example, 10_000) == CHUNK_ELEMENTS // per_example
+        assert chunk_size(per_example, 10_000) == ACCELERATOR_CHUNK_ELEMENTS // per_example
+    assert chunk_size(per_example, 10_000) == CHUNK_ELEMENTS // per_example
+    assert chunk_size(10**9, 7) == 1 and chunk_size(1, 7) == 7

@@ -17,18 +17,41 @@ dense per-example gradients are summed.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-# Largest temporary (in elements) a chunk of examples may allocate while taking a norm.
+# Largest temporary (in elements) a chunk of examples may allocate while taking a norm. On the CPU,
+# cache-sized chunks are fastest; on an accelerator a chunk is a kernel launch, so chunks are large
+# (64 Mi elements, 256 MiB in float32) and a batch's norms of a layer take a few kernels, not hundreds.
 CHUNK_ELEMENTS = 1 << 20
+ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
+_local = threading.local()  # the budget of the norms being taken in this thread (autograd runs hooks
+#                             in a per-device thread on CUDA, so this is set where they run)
 
 
-def chunk_size(per_example: int, n: int, budget: int = CHUNK_ELEMENTS) -> int:
-    """How many examples fit in ``budget`` elements when each needs ``per_example`` elements."""
+@contextlib.contextmanager
+def chunk_budget(device: torch.device | str | None) -> Iterator[None]:
+    """Take the norms within with the chunk budget of ``device`` (CPU: small; CUDA and others: large)."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    old = getattr(_local, "budget", None)
+    _local.budget = CHUNK_ELEMENTS if kind == "cpu" else ACCELERATOR_CHUNK_ELEMENTS
+    try:
+        yield
+    finally:
+        _local.budget = old
+
+
+def chunk_size(per_example: int, n: int, budget: int | None = None) -> int:
+    """How many examples fit in ``budget`` elements (default: this thread's, see :func:`chunk_budget`)
+    when each needs ``per_example`` elements."""
+    if budget is None:
+        budget = getattr(_local, "budget", None) or CHUNK_ELEMENTS
     return max(1, min(n, budget // max(1, per_example)))
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
-from .contrib import Contribution, combined_sq_norms
+from .contrib import Contribution, chunk_budget, combined_sq_norms
 from .errors import GradNormError
 from .fallback import batch_dim, fallback_contributions, warn_fallback
 from .rules import find_rule
@@ -413,7 +413,7 @@ class GradNormHooks:
             self.active = True
 
     def _consume(self, call: _Call) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), chunk_budget(next(iter(call.grads.values())).device):
             contribs = self._contributions(call)
             for c in contribs.values():
                 self._add(c.sq_norms())
@@ -425,7 +425,7 @@ class GradNormHooks:
     # ------------------------------------------------------------ after backward
     def sq_norms(self, scale: float = 1.0) -> Tensor:
         """Per-example squared gradient norms over the scope; ``scale`` multiplies the gradients."""
-        with torch.no_grad():
+        with torch.no_grad(), chunk_budget(next(iter(self.params.values())).device):
             for c in self._calls:
                 if not c.grads:
                     continue  # consumed in the backward pass, or its output did not reach the loss

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .contrib import CHUNK_ELEMENTS, Contribution, Dense, Outer, Precomputed, chunk_size
+from .contrib import Contribution, Dense, Outer, Precomputed, chunk_size
 from .errors import UnsupportedLayerError
 
 Rule = Callable[[nn.Module, tuple, Tensor, list[str]], dict[str, Contribution]]
@@ -342,7 +342,7 @@ class EmbeddingGrad(Outer):
                 out.append((same * torch.bmm(gg, gg.transpose(1, 2))).sum((1, 2)))
             return torch.cat(out)
         # scatter into (n, V, D) a chunk of examples at a time
-        step = chunk_size(v * d, b, CHUNK_ELEMENTS)
+        step = chunk_size(v * d, b)
         out = []
         for s in range(0, b, step):
             i, gg = self.idx[s : s + step], g[s : s + step]
