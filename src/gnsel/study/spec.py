@@ -50,8 +50,12 @@ class StudySpec:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def part_hash(self, part: str, **extra: Any) -> str:
-        """A short hash of one part's settings (and ``extra``): a cached part is reused only if it matches."""
-        text = json.dumps({"part": part, "settings": self.parts[part], **extra}, sort_keys=True, default=str)
+        """A short hash of one part's settings, gnsel's version (and ``extra``): a cached part is reused only
+        if it matches (a new gnsel recomputes the parts; the zoos and measures they use are kept)."""
+        from .. import __version__
+
+        text = json.dumps({"part": part, "settings": self.parts[part], "gnsel": __version__, **extra},
+                          sort_keys=True, default=str)  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def zoo_grids(self, part: str) -> list[Any]:
