@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 import time
@@ -133,3 +134,17 @@ def verdict_of(sign: int, estimate: float) -> str:
     if sign < 0 or not (estimate > 0):
         return "does not help"
     return "mixed"
+
+
+@contextlib.contextmanager
+def quiet_logs(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Loggers ``names`` at ``level`` or above for the duration (their own levels restored after)."""
+    loggers = [logging.getLogger(n) for n in names]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(level, lg.level))
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, old, strict=True):
+            lg.setLevel(lv)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
-from .common import StudyContext, build_zoo_store, ci_text, sign_of, slug, t_interval
+from .common import StudyContext, build_zoo_store, ci_text, quiet_logs, sign_of, slug, t_interval
 
 BASELINE = "val_loss"
 
@@ -100,11 +100,12 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
             ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: reused")
             continue
         ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: {live['trials']} trials x {live['epochs']} epochs")
-        res = run_search(
-            space, algorithm=alg, objective=obj.text, trials=int(live["trials"]), epochs=int(live["epochs"]),
-            storage=folder / "tune", store=folder / "tune.sqlite", name=name, address=ctx.address, resume=True,
-            seed=0, cpus_per_trial=float(live["cpus_per_trial"]), gpus_per_trial=float(live["gpus_per_trial"]),
-        )  # fmt: skip
+        with quiet_logs("ray"):  # Tune's per-step INFO lines (state saved, PBT perturbations) would drown the study's
+            res = run_search(
+                space, algorithm=alg, objective=obj.text, trials=int(live["trials"]), epochs=int(live["epochs"]),
+                storage=folder / "tune", store=folder / "tune.sqlite", name=name, address=ctx.address, resume=True,
+                seed=0, cpus_per_trial=float(live["cpus_per_trial"]), gpus_per_trial=float(live["gpus_per_trial"]),
+            )  # fmt: skip
         if res.interrupted:
             raise KeyboardInterrupt(f"live search {name} was interrupted")
         row = res.selection.flat() | {"status": "done"}
