@@ -71,6 +71,8 @@ def test_every_part_ran_and_the_report_has_every_section(study):
         assert f'id="{section.key}"' in html
         assert section.findings, f"{part} states no finding"
     assert "## Verdict" in md or "Verdict" in html
+    summary = md.split("## Verdict", 1)[1].lstrip().splitlines()[0]
+    assert "In short, on this run:" in summary and "a training epoch" in summary and "Kendall tau" in summary
     verdicts = {f.verdict for s in result.sections.values() for f in s.findings}
     assert verdicts <= {"helps", "does not help", "mixed", "info"}
 

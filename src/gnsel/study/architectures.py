@@ -150,7 +150,9 @@ def run_architectures(ctx: StudyContext) -> Section:
                                   f"`{grid.name}`: how each measure ranks the architectures by `{target}` "
                                   "(bars: agreement; whiskers: 95% bootstrap interval)"))  # fmt: skip
             findings += _findings(table, target, grid.name)
-        notes += [f"`{grid.name}`: `{m}` could not be computed for every model: {why}" for m, why in sorted(failures.items())]
+        counts = table[table["target"] == targets[0]].set_index("measure")["models"]
+        notes += [f"`{grid.name}`: `{m}` could not be computed for {n - int(counts.get(m, 0))} of {n} models "
+                  f"(scored on the rest); the first reason: {why}" for m, why in sorted(failures.items())]  # fmt: skip
     return Section(
         key="architectures",
         title="Across architectures: GN against the published measures",

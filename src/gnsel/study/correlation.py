@@ -76,7 +76,7 @@ def run_correlation(ctx: StudyContext) -> Section:
     phases = phase_table(store_path, target, n_boot)
     ctx.step("correlation:scores")
 
-    n_models = int(scores["n"].max())
+    n_models = len(values)
     epochs = int(phases["epoch"].max())
     findings = _findings(table, phases, rep.granulated, target, n_models)
     figures = [Figure(folder / f"scatter_{m}.png", f"{m} against {target} at the final epoch, one point per model")
@@ -84,7 +84,9 @@ def run_correlation(ctx: StudyContext) -> Section:
     figures.append(Figure(folder / "epochs_kendall.png",
                           f"Kendall tau of each per-epoch measure against {target}, epoch by epoch"))
     figures.append(Figure(folder / "epochs_granulated.png", "Granulated Kendall (Jiang et al. 2020) by epoch"))
-    failures = [f"`{m}` could not be computed for every model: {why}" for m, why in sorted(rep.failures.items())]
+    failures = [f"`{m}` could not be computed for {n_models - int(table.loc[m, 'models'])} of {n_models} models "
+                f"(scored on the rest); the first reason: {why}" for m, why in sorted(rep.failures.items())
+                if m in table.index]  # fmt: skip
     hps = ", ".join(h.removeprefix("cfg.") for h in rep.hparams)
     return Section(
         key="correlation",

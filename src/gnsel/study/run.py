@@ -151,9 +151,48 @@ def _add_session(folder: Path, seconds: float) -> float:
     return float(sum(sessions))
 
 
+def _table(section: Section | None, name: str):
+    return next((t.frame for t in section.tables if t.name == name), None) if section is not None else None
+
+
+def answer(sections: Mapping[str, Section]) -> Finding | None:
+    """The question answered in a few plain sentences, from the parts' tables (None if no part says)."""
+    from .common import ci_text, sign_of
+
+    said, signs = [], []
+    diffs = _table(sections.get("hpo"), "hpo_vs_val_loss")
+    if diffs is not None and len(diffs):
+        gn = diffs[diffs["objective"].str.contains(r"gn_|traj_gn")]
+        alone = gn[gn["objective"].isin(["gn_full", "gn_fc", "traj_gn"])]
+        mixed = gn[~gn["objective"].isin(["gn_full", "gn_fc", "traj_gn"])]
+        word = {1: "better than", 0: "as good as", -1: "worse than"}
+        for label, rows in (("as a stand-in for the validation loss (GN alone)", alone),
+                            ("as a complement to it", mixed)):  # fmt: skip
+            if len(rows):
+                r = rows.loc[rows["diff_test_acc"].idxmax()]  # GN's best showing
+                s = sign_of(r.diff_low, r.diff_high)
+                signs.append(s)
+                said.append(f"{label}, GN's best objective `{r.objective}` selects models {word[s]} those of the "
+                            f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)})")
+    scores = _table(sections.get("correlation"), "correlation_scores")
+    if scores is not None and "gn_full" in scores.index:
+        r = scores.loc["gn_full"]
+        said.append(f"exact GN ranks the trained models by gap with Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)}")
+    cost = _table(sections.get("cost"), "cost_summary")
+    if cost is not None:
+        full = cost[cost["method"] == "gn_full"]["ratio_to_epoch"]
+        if len(full):
+            said.append(f"computing it exactly costs {full.min():.2f}x to {full.max():.2f}x a training epoch")
+    if not said:
+        return None
+    verdict = "helps" if signs and max(signs) > 0 else "does not help" if signs else "info"
+    return Finding("In short, on this run: " + "; ".join(said) + ".", verdict)
+
+
 def headline(sections: Mapping[str, Section]) -> list[Finding]:
-    """The report's answer: each part's findings that take a side (helps / does not help / mixed)."""
-    out = []
+    """The report's answer: a plain summary, then each part's findings that take a side."""
+    first = answer(sections)
+    out = [first] if first is not None else []
     for part in ("correlation", "hpo", "architectures", "cost"):
         s = sections.get(part)
         if s is None:
