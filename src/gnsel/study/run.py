@@ -177,7 +177,11 @@ def answer(sections: Mapping[str, Section]) -> Finding | None:
     scores = _table(sections.get("correlation"), "correlation_scores")
     if scores is not None and "gn_full" in scores.index:
         r = scores.loc["gn_full"]
-        said.append(f"exact GN ranks the trained models by gap with Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)}")
+        text = f"exact GN ranks the trained models by gap with Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)}"
+        if "traj_gn" in scores.index:
+            t = scores.loc["traj_gn"]
+            text += f" (trajectory GN, the bound's quantity: {ci_text(t.kendall, t.kendall_low, t.kendall_high)})"
+        said.append(text)
     cost = _table(sections.get("cost"), "cost_summary")
     if cost is not None:
         full = cost[cost["method"] == "gn_full"]["ratio_to_epoch"]
