@@ -54,6 +54,11 @@ def study(tmp_path_factory):
     return result, buf.getvalue()
 
 
+def _zoo(out: Path, name: str = "tiny") -> Path:
+    (store,) = (out / "zoos").glob(f"{name}-{'[0-9a-f]' * 10}.sqlite")  # one store per grid
+    return store
+
+
 def _run_times(store: Path) -> dict[str, str]:
     with sqlite3.connect(store) as conn:
         return dict(conn.execute("SELECT run_id, finished_at FROM runs WHERE status = 'done'").fetchall())
@@ -179,11 +184,11 @@ def test_the_report_renders_in_headless_chromium(study):
 # ------------------------------------------------------------------------------- rerun and resume
 def test_a_rerun_reuses_every_part(study):
     result, _ = study
-    before = _run_times(result.out / "zoo.sqlite")
+    before = _run_times(_zoo(result.out))
     console, buf = _console()
     again = run_study(TINY, result.out, workers=2, progress=False, console=console)
     assert again.reused == list(PARTS) and not again.computed
-    assert _run_times(result.out / "zoo.sqlite") == before
+    assert _run_times(_zoo(result.out)) == before
     assert again.files["html"].exists()
     assert "finished by an earlier run" in again.files["md"].read_text()
 
@@ -205,14 +210,14 @@ def test_an_interrupted_study_resumes_without_redoing_work(tmp_path):
                   on_step=interrupt)  # fmt: skip
     assert steps[-1] == "hpo:live:random-val_loss" and "correlation:done" in steps
     assert (tmp_path / "correlation" / "section.json").exists() and not (tmp_path / "hpo" / "section.json").exists()
-    before = _run_times(tmp_path / "zoo.sqlite")
+    before = _run_times(_zoo(tmp_path))
     console, buf = _console()
     steps.clear()
     result = run_study(spec, tmp_path, parts="correlation,hpo", workers=2, progress=False, console=console,
                        on_step=steps.append)  # fmt: skip
     log = buf.getvalue()
     assert result.reused == ["correlation"] and result.computed == ["hpo"]
-    assert "0 trained" in log and _run_times(tmp_path / "zoo.sqlite") == before  # no zoo run retrained
+    assert "0 trained" in log and _run_times(_zoo(tmp_path)) == before  # no zoo run retrained
     assert "reusing the finished replay" in log
     assert "random, val_loss: reused" in log  # the live search finished before the interrupt
     assert steps.count("hpo:live:random-gn_full") == 1 and "hpo:live:random-val_loss" not in steps
@@ -288,3 +293,13 @@ def test_cli_runs_one_part_of_a_study_file(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "report.html").exists() and (tmp_path / "o" / "tables" / "cost_summary.csv").exists()
     assert "not run yet" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_a_changed_grid_gets_its_own_zoo_and_old_runs_do_not_mix_in(tmp_path):
+    small = {**TINY["correlation"]["zoo"], "models": {"mlp": {"width": [16, 64]}}}  # 8 of the 12 models
+    for zoo, n in ((TINY["correlation"]["zoo"], 12), (small, 8)):
+        spec = {**TINY, "correlation": {**TINY["correlation"], "zoo": zoo, "measures": ["gn_full", "val_loss"]}}
+        r = run_study(spec, tmp_path, parts="correlation", workers=1, progress=False, console=_console()[0])
+        scores = pd.read_csv(r.files["tables"] / "correlation_scores.csv", index_col=0)
+        assert (scores["models"] == n).all()
+    assert len(list((tmp_path / "zoos").glob(f"tiny-{'[0-9a-f]' * 10}.sqlite"))) == 2

@@ -133,7 +133,7 @@ def run_architectures(ctx: StudyContext) -> Section:
         grid = load_grid(source)
         sub = folder / slug(grid.name)
         sub.mkdir(exist_ok=True)
-        store_path, _ = build_zoo_store(ctx, source, sub / "zoo.sqlite")
+        store_path, _ = build_zoo_store(ctx, source)
         ctx.step(f"architectures:{grid.name}:zoo")
         ctx.log(f"  scoring measures on {grid.name} against {', '.join(targets)} (cached in the store)")
         table, failures, n = score_architectures(ctx, store_path, sub, targets, n_boot, part["measures"])

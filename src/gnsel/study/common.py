@@ -67,17 +67,28 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
 
 
-def build_zoo_store(ctx: StudyContext, grid_source: Any, path: Path) -> tuple[Path, Any]:
-    """Train a grid into ``path`` (finished runs are skipped, so a rerun resumes); returns (path, summary)."""
+def zoo_path(ctx: StudyContext, grid: Any) -> Path:
+    """The store of one grid: ``zoos/<name>-<hash of its run ids>.sqlite``, so parts (and reruns) that
+    train the same grid share it, and a changed grid gets its own store instead of mixing with the old."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(sorted(c.run_id() for c in grid.configs)).encode()).hexdigest()[:10]
+    return ctx.out / "zoos" / f"{slug(grid.name)}-{digest}.sqlite"
+
+
+def build_zoo_store(ctx: StudyContext, grid_source: Any) -> tuple[Path, Any]:
+    """Train a grid into its store (finished runs are skipped, so a rerun resumes); returns (path, grid)."""
     from ..zoo.build import build_zoo
     from ..zoo.grid import load_grid
 
     grid = load_grid(grid_source)
+    path = zoo_path(ctx, grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     summary = build_zoo(grid.configs, path, workers=ctx.workers, address=ctx.address, progress=ctx.progress)
     ctx.log(f"  zoo {grid.name}: {len(grid.configs)} runs ({summary.skipped} reused, {summary.done} trained, "
             f"{summary.failed} failed) in {time.perf_counter() - t0:.0f} s -> {path}")  # fmt: skip
-    return path, summary
+    return path, grid
 
 
 def kendall_ci(frame: pd.DataFrame, measure: str, target: str, n_boot: int, seed: int = 0) -> tuple[float, float, float]:

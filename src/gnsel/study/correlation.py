@@ -13,7 +13,6 @@ import pandas as pd
 from ..correlate import EPOCH_MEASURES, correlate, target_values
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
-from ..zoo.grid import load_grid
 from .common import (
     StudyContext,
     build_zoo_store,
@@ -57,7 +56,7 @@ def run_correlation(ctx: StudyContext) -> Section:
     part = ctx.spec.parts["correlation"]
     folder = ctx.folder("correlation")
     grid = ctx.spec.zoo_grids("correlation")[0]
-    store_path, _ = build_zoo_store(ctx, grid, ctx.out / "zoo.sqlite")
+    store_path, zoo = build_zoo_store(ctx, grid)
     ctx.step("correlation:zoo")
     target, n_boot = part["target"], int(part["bootstrap"])
     ctx.log(f"  scoring measures against {target} (measures are cached in the store)")
@@ -92,7 +91,7 @@ def run_correlation(ctx: StudyContext) -> Section:
         key="correlation",
         title="Does GN rank models by their generalization gap?",
         intro=(
-            f"{n_models} models of the `{load_grid(grid).name}` zoo, trained for "
+            f"{n_models} models of the `{zoo.name}` zoo, trained for "
             f"{epochs} epochs, varying {hps}. Target: `{target}` at the final epoch. Each measure is scored by "
             f"Kendall tau (with a 95% bootstrap interval over models, {n_boot} resamples), granulated Kendall "
             "(the mean of the taus within groups that differ in one hyper-parameter; Jiang et al. 2020), "

@@ -162,7 +162,7 @@ def run_hpo(ctx: StudyContext) -> Section:
     """Replay and live searches; the selected models' test accuracy and GN's extra cost, with intervals."""
     folder = ctx.folder("hpo")
     grid = ctx.spec.zoo_grids("hpo")[0]
-    store_path, _ = build_zoo_store(ctx, grid, ctx.out / "zoo.sqlite")
+    store_path, _ = build_zoo_store(ctx, grid)
     ctx.step("hpo:zoo")
     res = _replay(ctx, store_path, folder)
     ctx.step("hpo:replay")
