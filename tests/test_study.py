@@ -303,3 +303,15 @@ def test_a_changed_grid_gets_its_own_zoo_and_old_runs_do_not_mix_in(tmp_path):
         scores = pd.read_csv(r.files["tables"] / "correlation_scores.csv", index_col=0)
         assert (scores["models"] == n).all()
     assert len(list((tmp_path / "zoos").glob(f"tiny-{'[0-9a-f]' * 10}.sqlite"))) == 2
+
+
+def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
+    from gnsel.zoo.grid import load_grid
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quick").mkdir()  # e.g. an output folder called "quick"
+    assert load_study("quick").name == "quick" and load_grid("quick").name == "quick"
+    (tmp_path / "mine.yaml").write_text("description: only a cost part\\ncost: {cases: [{model: mlp}]}\\n")
+    assert load_study("mine.yaml").name == "mine"
+    with pytest.raises(ValueError, match="does not exist"):
+        load_study("missing.yaml")

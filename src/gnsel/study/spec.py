@@ -79,13 +79,13 @@ def load_study(source: str | Path | Mapping[str, Any] = "quick") -> StudySpec:
         raw, name = dict(source), str(source.get("name", "custom"))
     else:
         path = Path(source)
-        if path.suffix in (".yaml", ".yml") or path.exists():
+        if str(source) in list_study_presets() and not path.is_file():  # a folder named "quick" is no study
+            raw = yaml.safe_load((resources.files("gnsel.study") / "presets" / f"{source}.yaml").read_text())
+            name = str(source)
+        elif path.suffix in (".yaml", ".yml") or path.is_file():
             if not path.is_file():
                 raise ValueError(f"study file {path} does not exist")
             raw, name = yaml.safe_load(path.read_text()) or {}, path.stem
-        elif str(source) in list_study_presets():
-            raw = yaml.safe_load((resources.files("gnsel.study") / "presets" / f"{source}.yaml").read_text())
-            name = str(source)
         else:
             raise ValueError(
                 f"unknown study preset {str(source)!r}; presets: {', '.join(list_study_presets())} (or give a .yaml file)"

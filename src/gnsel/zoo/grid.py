@@ -52,13 +52,14 @@ def load_grid(source: str | Path | Mapping[str, Any]) -> Grid:
     if isinstance(source, Mapping):
         return expand_grid(source)
     path = Path(source)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    is_preset = str(source) in list_presets() and not path.is_file()  # a folder named "quick" is no grid
+    if not is_preset and (path.suffix in (".yaml", ".yml") or path.is_file()):
         if not path.is_file():
             raise ValueError(f"grid file {path} does not exist")
         spec = yaml.safe_load(path.read_text())
         spec = spec if isinstance(spec, Mapping) else {}
         return expand_grid({"name": path.stem, **spec})
-    if str(source) not in list_presets():
+    if not is_preset:
         raise ValueError(f"unknown grid preset {str(source)!r}; presets: {', '.join(list_presets())} (or give a .yaml file)")
     text = (resources.files("gnsel.zoo") / "presets" / f"{source}.yaml").read_text()
     return expand_grid({"name": str(source), **yaml.safe_load(text)})
