@@ -311,7 +311,7 @@ def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "quick").mkdir()  # e.g. an output folder called "quick"
     assert load_study("quick").name == "quick" and load_grid("quick").name == "quick"
-    (tmp_path / "mine.yaml").write_text("description: only a cost part\\ncost: {cases: [{model: mlp}]}\\n")
+    (tmp_path / "mine.yaml").write_text("description: only a cost part\ncost: {cases: [{model: mlp}]}\n")
     assert load_study("mine.yaml").name == "mine"
     with pytest.raises(ValueError, match="does not exist"):
         load_study("missing.yaml")
