@@ -36,16 +36,16 @@ def study_command(
         parts = parse_parts(part)
     except ValueError as err:
         console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
     console.print(f"[bold]gnsel study[/] {escape(spec.name)}: {escape(', '.join(parts))} -> {escape(str(out))}")
     try:
         result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers, console=console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to continue")
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=130) from None
     except ValueError as err:
         console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
     done = ", ".join(f"{p} {result.seconds[p]:.0f} s" + (" (reused)" if p in result.reused else "")
                      for p in result.seconds)
     console.print(f"parts: {escape(done)}")
