@@ -291,6 +291,8 @@ def test_cli_runs_one_part_of_a_study_file(tmp_path):
     res = CliRunner().invoke(app, ["study", "--preset", str(path), "--part", "cost", "--out", str(tmp_path / "o"),
                                    "--device", "cpu"])  # fmt: skip
     assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())  # Rich wraps lines at the terminal's width
+    assert "In short, on this run:" in said and "a training epoch" in said  # the answer, printed
     assert (tmp_path / "o" / "report.html").exists() and (tmp_path / "o" / "tables" / "cost_summary.csv").exists()
     assert "not run yet" in (tmp_path / "o" / "report.md").read_text()
 

@@ -49,6 +49,11 @@ def study_command(
     done = ", ".join(f"{p} {result.seconds[p]:.0f} s" + (" (reused)" if p in result.reused else "")
                      for p in result.seconds)
     console.print(f"parts: {escape(done)}")
+    from .study.run import answer
+
+    summary = answer(result.sections)
+    if summary is not None:
+        console.print(f"[bold]{escape(summary.verdict)}[/]: {escape(summary.text)}")
     console.print(f"[bold green]report[/]: {escape(str(result.files['html']))}")
 
 
