@@ -22,7 +22,6 @@ from .common import (
     verdict_of,
 )
 
-GN_MEASURES = ("gn_full", "gn_fc", "traj_gn")
 PHASE_MEASURES = ("gn_full", "gn_fc", "traj_gn", "val_loss")
 
 

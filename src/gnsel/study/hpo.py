@@ -19,6 +19,7 @@ from ..report import Figure, Finding, Section, Table
 from .common import StudyContext, build_zoo_store, ci_text, quiet_logs, sign_of, slug, t_interval
 
 BASELINE = "val_loss"
+GN_ALONE = ("gn_full", "gn_fc", "traj_gn")  # objectives that are GN and nothing else
 
 
 # ------------------------------------------------------------------------------------------ replay
@@ -95,8 +96,9 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
         name = slug(search_name(alg, obj.text))
         key = ctx.spec.part_hash("hpo", step="live", search=name)
         saved = done_dir / f"{name}.json"
-        if saved.exists() and json.loads(saved.read_text()).get("key") == key:
-            rows.append(json.loads(saved.read_text())["row"])
+        done = json.loads(saved.read_text()) if saved.exists() else {}
+        if done.get("key") == key:
+            rows.append(done["row"])
             ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: reused")
             continue
         ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: {live['trials']} trials x {live['epochs']} epochs")
@@ -135,10 +137,8 @@ def plot_selected(summary: pd.DataFrame, live: pd.DataFrame, path: Path) -> Path
         err = np.vstack([s["test_acc"] - s["test_acc_low"], s["test_acc_high"] - s["test_acc"]])
         ax.bar(x, s["test_acc"], width, yerr=np.nan_to_num(err), capsize=2, label=obj)
     if not live.empty and "test_acc" in live:
-        lv = live[live.get("status", "done") == "done"] if "status" in live else live
-        extra = [a for a in dict.fromkeys(lv["algorithm"]) if a not in algs]
-        for a in extra:
-            algs.append(a)
+        lv = live[live["status"] == "done"]  # every live row has a status; skipped pairs have no selection
+        algs += [a for a in dict.fromkeys(lv["algorithm"]) if a not in algs]
         for _, r in lv.iterrows():
             if r["objective"] not in objs:
                 continue
@@ -206,7 +206,7 @@ def run_hpo(ctx: StudyContext) -> Section:
         tables=tables,
         figures=figures,
         notes=[f"{r.algorithm} with `{r.objective}`: {r.status}" for r in live.itertuples()
-               if str(getattr(r, "status", "done")).startswith("skipped")] if not live.empty else [],
+               if r.status.startswith("skipped")] if not live.empty else [],
     )  # fmt: skip
 
 
@@ -216,17 +216,18 @@ def _span(values: pd.Series, fmt: str) -> str:
     return lo if lo == hi else f"{lo} to {hi}"
 
 
-def _uses_gn(objective: str) -> bool:
+def uses_gn(objective: str) -> bool:
+    """Whether an objective measures GN (alone, weighted or as one of several objectives)."""
     return "gn_" in objective or "traj_gn" in objective
 
 
 def _cost_table(summary: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for obj, g in summary.groupby("objective", sort=False):
-        row = {"objective": obj, "uses_gn": _uses_gn(obj), "replay_seconds": g["seconds"].mean(),
+        row = {"objective": obj, "uses_gn": uses_gn(obj), "replay_seconds": g["seconds"].mean(),
                "replay_gn_share": g["gn_seconds"].sum() / g["seconds"].sum() if g["seconds"].sum() > 0 else math.nan}
         if not live.empty and "wall_seconds" in live:
-            lv = live[(live["objective"] == obj) & live["wall_seconds"].notna()] if "objective" in live else live[:0]
+            lv = live[(live["objective"] == obj) & live["wall_seconds"].notna()]
             if len(lv):
                 row |= {"live_searches": len(lv), "live_wall_seconds": lv["wall_seconds"].astype(float).mean(),
                         "live_compute_seconds": lv["seconds"].astype(float).mean(),
@@ -250,14 +251,14 @@ def _findings(summary: pd.DataFrame, diffs: pd.DataFrame, cost: pd.DataFrame, li
                            f"(over algorithms and seeds; the zoo's best model has {best:.3f}).", "info"))  # fmt: skip
     for r in diffs.itertuples():
         s = sign_of(r.diff_low, r.diff_high)
-        alone = r.objective.strip() in ("gn_full", "gn_fc", "traj_gn")
+        alone = r.objective.strip() in GN_ALONE
         verdict = "helps" if s > 0 else "does not help" if s < 0 else "mixed"
         what = f"Selecting by GN alone (`{r.objective}`)" if alone else f"Selecting by `{r.objective}`"
         effect = {1: "selects better models than", -1: "selects worse models than", 0: "is indistinguishable from"}[s]
         out.append(Finding(
             f"{what} {effect} `val_loss`: test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)} "
             f"(paired over {r.pairs} searches; worse in {r.worse_share:.0%}, better in {r.better_share:.0%}).",
-            verdict if _uses_gn(r.objective) else "info"))  # fmt: skip
+            verdict if uses_gn(r.objective) else "info"))  # fmt: skip
     gn_rows = cost[cost["uses_gn"]]
     if len(gn_rows) and "replay_gn_share" in gn_rows:
         share = gn_rows["replay_gn_share"]
@@ -268,7 +269,7 @@ def _findings(summary: pd.DataFrame, diffs: pd.DataFrame, cost: pd.DataFrame, li
             text += f"; live, a GN-objective search used {_span(v, '{:.2f}x')} the compute of a `val_loss` one"
         out.append(Finding(text + ".", "info"))
     if not live.empty and "test_acc" in live:
-        lv = live[live["status"] == "done"] if "status" in live else live
+        lv = live[live["status"] == "done"]
         by = lv.groupby("objective")["test_acc"].mean()
         if BASELINE in by:
             parts = ", ".join(f"`{o}` {v:.3f}" for o, v in by.items())

@@ -30,7 +30,6 @@ QUESTION = (
     "of a trained model stand in for, or complement, validation accuracy when selecting models and "
     "hyper-parameters, and what does computing it cost?"
 )
-TITLES = {"correlation": "correlation", "cost": "cost", "hpo": "hpo", "architectures": "architectures"}
 
 
 def _runner(part: str) -> Callable[[StudyContext], Section]:
@@ -158,13 +157,14 @@ def _table(section: Section | None, name: str):
 def answer(sections: Mapping[str, Section]) -> Finding | None:
     """The question answered in a few plain sentences, from the parts' tables (None if no part says)."""
     from .common import ci_text, sign_of
+    from .hpo import GN_ALONE, uses_gn
 
     said, signs = [], []
     diffs = _table(sections.get("hpo"), "hpo_vs_val_loss")
     if diffs is not None and len(diffs):
-        gn = diffs[diffs["objective"].str.contains(r"gn_|traj_gn")]
-        alone = gn[gn["objective"].isin(["gn_full", "gn_fc", "traj_gn"])]
-        mixed = gn[~gn["objective"].isin(["gn_full", "gn_fc", "traj_gn"])]
+        gn = diffs[diffs["objective"].map(uses_gn)]
+        alone = gn[gn["objective"].isin(GN_ALONE)]
+        mixed = gn[~gn["objective"].isin(GN_ALONE)]
         word = {1: "better than", 0: "as good as", -1: "worse than"}
         for label, rows in (("as a stand-in for the validation loss (GN alone)", alone),
                             ("as a complement to it", mixed)):  # fmt: skip
@@ -223,7 +223,6 @@ def assemble(spec: StudySpec, result: StudyResult, device: str, address: str | N
     from .. import __version__
 
     sections = [result.sections[p] for p in PARTS if p in result.sections]
-    missing = [p for p in PARTS if p not in result.sections]
     meta = {
         "study": f"{spec.name}: {spec.description}",
         "written": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -236,7 +235,7 @@ def assemble(spec: StudySpec, result: StudyResult, device: str, address: str | N
         if p in result.seconds:
             how = "finished by an earlier run" if p in result.reused else "finished in this run"
             meta[f"{p} part"] = f"{result.seconds[p]:.0f} s of computing over all sessions ({how})"
-        elif p in missing:
+        else:
             meta[f"{p} part"] = "not run yet (gnsel study --part " + p + ")"
     return Report(title=f"Can the gradient norm select models? gnsel study `{spec.name}`", question=QUESTION,
                   verdict=headline(result.sections), sections=sections, meta=meta)  # fmt: skip
