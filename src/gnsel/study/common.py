@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
@@ -102,21 +101,6 @@ def kendall_ci(frame: pd.DataFrame, measure: str, target: str, n_boot: int, seed
         warnings.simplefilter("ignore")
         ci = bootstrap_ci(lambda d: kendall(d[measure], d[target]), sub, n_boot=n_boot, seed=seed)
     return ci.estimate, ci.low, ci.high
-
-
-def t_interval(x: Any) -> tuple[float, float, float]:
-    """Mean with a 95% t interval (NaN where undefined)."""
-    from scipy.stats import t
-
-    arr = np.asarray(x, dtype=float)
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return math.nan, math.nan, math.nan
-    m = float(arr.mean())
-    if arr.size < 2 or float(arr.std()) == 0.0:
-        return m, m, m
-    h = float(t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / math.sqrt(arr.size))
-    return m, m - h, m + h
 
 
 def ci_text(est: float, low: float, high: float, digits: int = 2, signed: bool = True) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
-from .common import StudyContext, build_zoo_store, ci_text, quiet_logs, sign_of, slug, t_interval
+from ..tune.replay import t_interval
+from .common import StudyContext, build_zoo_store, ci_text, quiet_logs, sign_of, slug
 
 BASELINE = "val_loss"
 GN_ALONE = ("gn_full", "gn_fc", "traj_gn")  # objectives that are GN and nothing else

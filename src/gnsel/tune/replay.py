@@ -404,7 +404,9 @@ def _job_cost(algorithm: str) -> float:
 # ----------------------------------------------------------------------------- result
 
 
-def _t_interval(x: np.ndarray) -> tuple[float, float, float]:
+def t_interval(x: Any) -> tuple[float, float, float]:
+    """Mean of the finite values with a 95% t interval (bounds NaN for fewer than two values)."""
+    x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return math.nan, math.nan, math.nan
@@ -435,8 +437,8 @@ class ReplayResult:
         """Per (algorithm, objective): mean test accuracy with a 95% t interval over seeds, regret, cost."""
         rows = []
         for (alg, obj), g in self.runs.groupby(["algorithm", "objective"], sort=False):
-            m, lo, hi = _t_interval(g["test_acc"].to_numpy(float))
-            r, rlo, rhi = _t_interval(g["regret"].to_numpy(float))
+            m, lo, hi = t_interval(g["test_acc"].to_numpy(float))
+            r, rlo, rhi = t_interval(g["regret"].to_numpy(float))
             sec, gn = g["seconds"].mean(), g["gn_seconds"].mean()
             rows.append({
                 "algorithm": alg, "objective": obj, "seeds": len(g),
@@ -462,7 +464,7 @@ class ReplayResult:
                 per_seed.append(np.where(k >= 0, reg[np.clip(k, 0, None)], np.nan))
             mat = np.array(per_seed)
             for j, e in enumerate(grid):
-                m, lo, hi = _t_interval(mat[:, j])
+                m, lo, hi = t_interval(mat[:, j])
                 rows.append({"algorithm": alg, "objective": obj, "epochs": int(e), "regret": m,
                              "regret_low": lo, "regret_high": hi, "seeds": int(np.isfinite(mat[:, j]).sum())})
         return pd.DataFrame(rows)
