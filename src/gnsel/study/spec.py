@@ -13,11 +13,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
+
+from ..presets import list_presets, read_preset
 
 PARTS: tuple[str, ...] = ("correlation", "cost", "hpo", "architectures")
 
@@ -36,8 +36,7 @@ _LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "ep
 
 def list_study_presets() -> list[str]:
     """Names of the studies shipped with gnsel (``gnsel study --preset NAME``)."""
-    folder = resources.files("gnsel.study") / "presets"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return list_presets("gnsel.study")
 
 
 @dataclass
@@ -78,18 +77,8 @@ def load_study(source: str | Path | Mapping[str, Any] = "quick") -> StudySpec:
     if isinstance(source, Mapping):
         raw, name = dict(source), str(source.get("name", "custom"))
     else:
-        path = Path(source)
-        if str(source) in list_study_presets() and not path.is_file():  # a folder named "quick" is no study
-            raw = yaml.safe_load((resources.files("gnsel.study") / "presets" / f"{source}.yaml").read_text())
-            name = str(source)
-        elif path.suffix in (".yaml", ".yml") or path.is_file():
-            if not path.is_file():
-                raise ValueError(f"study file {path} does not exist")
-            raw, name = yaml.safe_load(path.read_text()) or {}, path.stem
-        else:
-            raise ValueError(
-                f"unknown study preset {str(source)!r}; presets: {', '.join(list_study_presets())} (or give a .yaml file)"
-            )
+        raw, name = read_preset(source, "gnsel.study", "study")
+        raw = raw or {}
     if not isinstance(raw, Mapping):
         raise ValueError(f"a study must be a mapping of part settings, got {type(raw).__name__}")
     top = {"name", "description", "device", *PARTS}

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from ..config import TrainConfig
+from ..presets import list_presets as _list_presets
+from ..presets import read_preset
 
 _TOP_KEYS = ("name", "description", "dataset", "datasets", "dataset_kwargs", "models", "train", "seeds")
 _NOT_IN_TRAIN = ("dataset", "dataset_kwargs", "model", "model_kwargs", "seed")
@@ -43,26 +43,15 @@ class Grid:
 
 def list_presets() -> list[str]:
     """Names of the grids shipped with gnsel (``gnsel zoo build --preset NAME``)."""
-    folder = resources.files("gnsel.zoo") / "presets"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return _list_presets("gnsel.zoo")
 
 
 def load_grid(source: str | Path | Mapping[str, Any]) -> Grid:
     """A grid from a preset name, a YAML file path, or an already-parsed mapping."""
     if isinstance(source, Mapping):
         return expand_grid(source)
-    path = Path(source)
-    is_preset = str(source) in list_presets() and not path.is_file()  # a folder named "quick" is no grid
-    if not is_preset and (path.suffix in (".yaml", ".yml") or path.is_file()):
-        if not path.is_file():
-            raise ValueError(f"grid file {path} does not exist")
-        spec = yaml.safe_load(path.read_text())
-        spec = spec if isinstance(spec, Mapping) else {}
-        return expand_grid({"name": path.stem, **spec})
-    if not is_preset:
-        raise ValueError(f"unknown grid preset {str(source)!r}; presets: {', '.join(list_presets())} (or give a .yaml file)")
-    text = (resources.files("gnsel.zoo") / "presets" / f"{source}.yaml").read_text()
-    return expand_grid({"name": str(source), **yaml.safe_load(text)})
+    spec, name = read_preset(source, "gnsel.zoo", "grid")
+    return expand_grid({"name": name, **(spec if isinstance(spec, Mapping) else {})})
 
 
 def _values(key: str, v: Any) -> list[Any]:
