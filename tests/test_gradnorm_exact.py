@@ -12,7 +12,6 @@ Tolerances: relative error <= 1e-6 for float64 models and <= 1e-4 for float32 mo
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import os

@@ -31,12 +31,7 @@ EXPECTED = {
 ROW = {"epoch": 3, "val_loss": 0.7, "val_acc": 0.8, "train_loss": 0.2, "train_acc": 0.95, "traj_gn": 1.5}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ctx_for(model, x=None, y=None, **kw) -> MeasureContext:

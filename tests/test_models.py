@@ -49,12 +49,7 @@ CASES: list[tuple[str, tuple[int, ...], dict]] = [
 CASE_IDS = [f"{n}-{'x'.join(map(str, s))}-{i}" for i, (n, s, _) in enumerate(CASES)]
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_input(name: str, shape: tuple[int, ...], batch: int = 2, vocab: int = 10) -> torch.Tensor:

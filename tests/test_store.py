@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gnsel.store import SCHEMA_VERSION, Store, config_hash

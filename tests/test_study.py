@@ -34,11 +34,7 @@ FIGURES = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _data_root(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GNSEL_DATA_ROOT", str(tmp_path_factory.mktemp("data")))
-        yield
+pytestmark = pytest.mark.usefixtures("isolated_data_root")
 
 
 def _console() -> tuple[Console, io.StringIO]:

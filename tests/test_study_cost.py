@@ -24,19 +24,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _data_root(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GNSEL_DATA_ROOT", str(tmp_path_factory.mktemp("data")))
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("isolated_data_root", "one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -37,19 +37,7 @@ TINY = dict(
 DIGITS = dict(dataset="digits", n_train=300, model_kwargs={"width": 32}, epochs=2, probe_size=64, device=DEVICE)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _data_root(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GNSEL_DATA_ROOT", str(tmp_path_factory.mktemp("data")))
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("isolated_data_root", "one_torch_thread")
 
 
 @pytest.fixture(scope="module")

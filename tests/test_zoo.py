@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 import gnsel
-from gnsel.config import TrainConfig
 from gnsel.store import Store
 from gnsel.train import build, probe_set
 from gnsel.zoo import build_zoo, load_grid, list_presets
