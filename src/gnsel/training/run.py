@@ -175,7 +175,7 @@ class TrainingRun:
         self.last_lr = lr
 
     def _evaluate(self) -> tuple[dict[str, float], float]:
-        """Loss and accuracy on train/val/test and the gaps; (metrics, seconds). A non-finite train loss is divergence."""
+        """Loss and accuracy on train/val/test, and the gaps; (metrics, seconds). Non-finite train loss: divergence."""
         t0 = time.perf_counter()
         out = evaluate_splits(self.model, self.data, self.device)
         epoch = self.epoch
