@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gradnorm_speed import device_name, update_results  # noqa: E402
 
 import gnsel  # noqa: E402
-from gnsel.config import TrainConfig  # noqa: E402
-from gnsel.train import build, probe_set  # noqa: E402
+from gnsel.training import TrainConfig, build, probe_set  # noqa: E402
 from gnsel.zoo import build_zoo, load_grid  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Tests for the training loop (gnsel.train) and its configuration (gnsel.config). Small and CPU-only."""
+"""Tests for the training run (gnsel.training) and its configuration (gnsel.training.config). Small and CPU-only."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import gnsel.train as train_mod
+import gnsel.training.run as train_mod  # the module whose training step calls _loss
 from gnsel import gradient_norm
-from gnsel.config import OPTIMIZERS, SCHEDULES, TrainConfig, config_hash
 from gnsel.data import list_datasets
 from gnsel.models import list_models
-from gnsel.train import (
+from gnsel.training import (
     GN_BATCH_SIZE,
+    OPTIMIZERS,
     ROW_KEYS,
+    SCHEDULES,
     DivergenceError,
+    TrainConfig,
     build,
+    config_hash,
     evaluate,
     make_optimizer,
     make_scheduler,

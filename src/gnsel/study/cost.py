@@ -44,7 +44,7 @@ from ..data import load_dataset
 from ..gradnorm.api import gradient_norm, per_sample_grad_sq_norms, resolve_device
 from ..gradnorm.naive import naive_sq_norms
 from ..models.registry import create_model
-from ..train import _loss, _shuffled, make_optimizer
+from ..training import make_optimizer, shuffled_batches, training_loss
 
 __all__ = [
     "FRAME_COLUMNS",
@@ -183,8 +183,8 @@ class _Runner:
         opt = make_optimizer(self.train_cfg, net.parameters())
 
         def epoch() -> None:
-            for xb, yb in _shuffled(self.x, self.y, self.batch_size, self.gen):
-                loss = _loss(net(xb), yb)
+            for xb, yb in shuffled_batches(self.x, self.y, self.batch_size, self.gen):
+                loss = training_loss(net(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -1,0 +1,233 @@
+"""Training configuration: a frozen, JSON-serialisable ``TrainConfig`` with validation and a stable id.
+
+Also the canonical JSON of a configuration (:func:`canonical_json`), whose hash (:func:`config_hash`)
+is a run's id and the store's run key.
+
+>>> cfg = TrainConfig(dataset="digits", model_kwargs={"width": 32}, epochs=3)
+>>> cfg.validate()
+>>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+True
+>>> len(cfg.run_id())
+16
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..data import list_datasets
+from ..models import model_defaults
+from ..models.registry import _check_value
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "canonical_json", "config_hash", "json_default"]
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
+
+# Keys that ``load_dataset`` sets itself from the config; they may not appear in ``dataset_kwargs``.
+_RESERVED_DATASET_KWARGS = ("seed", "n_train", "n_val", "root", "download", "name")
+
+
+def json_default(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, paths, mappings and sets to JSON-able values."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, 0-d tensors
+        return obj.tolist()
+    raise TypeError(f"config value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """Canonical JSON of a config: sorted keys, no whitespace, floats as ``repr``."""
+    return json.dumps(dict(config), sort_keys=True, separators=(",", ":"), default=json_default)
+
+
+def config_hash(mapping: Mapping[str, Any], length: int = 16) -> str:
+    """First ``length`` hex digits of the sha256 of ``mapping`` as canonical JSON (the store's run key)."""
+    try:
+        text = canonical_json(mapping)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot hash configuration: it is not plain JSON ({err})") from err
+    if any(bad in text for bad in ("NaN", "Infinity")):
+        raise ValueError("cannot hash configuration: it is not plain JSON (it contains NaN or infinity)")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run; equal configs give identical runs on the CPU."""
+
+    dataset: str = "mnist1d"
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_train: int | None = None
+    n_val: int | None = None
+    data_seed: int = 0
+    model: str = "mlp"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    batch_size: int = 128
+    epochs: int = 20
+    seed: int = 0
+    probe_size: int = 512
+    trajectory_gn: bool = True
+    measure_gn: bool = True
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Store float fields given as ints as floats, so that ``lr=1`` and ``lr=1.0`` hash alike."""
+        for name in ("lr", "momentum", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, name, float(v))
+
+    def __hash__(self) -> int:
+        """Hash by ``run_id`` (the dict fields make the default field-tuple hash impossible)."""
+        return hash(self.run_id())
+
+    # ------------------------------------------------------------------ serialisation
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of all configuration fields, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain (deep-copied) dict of all fields, JSON-serialisable."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in self.field_names()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a mapping of field values; missing keys take defaults, unknown keys are a ValueError."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"TrainConfig.from_dict needs a mapping, got {type(d).__name__}")
+        valid = cls.field_names()
+        unknown = sorted(str(k) for k in d if k not in valid)
+        if unknown:
+            raise ValueError(
+                f"unknown TrainConfig key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
+            )
+        return cls(**copy.deepcopy(dict(d)))
+
+    def run_id(self) -> str:
+        """Stable 16-hex-digit id of this configuration: ``config_hash(self.to_dict())``."""
+        return config_hash(self.to_dict())
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError with a clear message on the first bad field; return ``self`` when all is well."""
+        self._check_types()
+        self._check_numbers()
+        self._check_choices()
+        self._check_dataset()
+        self._check_model()
+        self._check_device()
+        config_hash(self.to_dict())  # everything must be plain JSON
+        return self
+
+    def _check_types(self) -> None:
+        """Each field has its declared type (ints are accepted for floats, bools are never ints)."""
+        for name in self.field_names():
+            _check_type(name, getattr(self, name), _FIELD_TYPES[name])
+
+    def _check_numbers(self) -> None:
+        """Positive lr/epochs/batch_size/probe_size, sensible momentum, weight decay and split sizes."""
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        for name in ("epochs", "batch_size", "probe_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
+            raise ValueError(f"weight_decay must be a non-negative finite number, got {self.weight_decay!r}")
+        if self.n_train is not None and self.n_train < 1:
+            raise ValueError(f"n_train must be a positive integer or None, got {self.n_train!r}")
+        if self.n_val is not None and self.n_val < 0:
+            raise ValueError(f"n_val must be a non-negative integer or None, got {self.n_val!r}")
+
+    def _check_choices(self) -> None:
+        """Known optimizer and schedule."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choices: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choices: {', '.join(SCHEDULES)}")
+
+    def _check_dataset(self) -> None:
+        """A registered dataset, and no ``dataset_kwargs`` that clash with the config's own fields."""
+        if self.dataset.lower() not in list_datasets():
+            raise ValueError(f"unknown dataset {self.dataset!r}; choices: {', '.join(list_datasets())}")
+        clash = [k for k in self.dataset_kwargs if k in _RESERVED_DATASET_KWARGS]
+        if clash:
+            raise ValueError(
+                f"dataset_kwargs may not set {', '.join(map(repr, clash))}: use the config fields "
+                "data_seed, n_train and n_val instead"
+            )
+
+    def _check_model(self) -> None:
+        """A registered model whose ``model_kwargs`` are accepted hyper-parameters of the right type."""
+        defaults = model_defaults(self.model)  # unknown model -> ValueError listing the choices
+        unknown = [k for k in self.model_kwargs if k not in defaults]
+        if unknown:
+            raise ValueError(
+                f"unknown keyword(s) {', '.join(map(repr, unknown))} for model {self.model!r}; "
+                f"accepted: {', '.join(defaults) or '(none)'}"
+            )
+        for k, v in self.model_kwargs.items():
+            _check_value(self.model, k, v, defaults[k])
+
+    def _check_device(self) -> None:
+        """``"auto"`` or a device string torch understands (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
+        if self.device == "auto":
+            return
+        try:
+            torch.device(self.device)
+        except RuntimeError as err:
+            raise ValueError(f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "dataset": (str,),
+    "dataset_kwargs": (dict,),
+    "n_train": (int, type(None)),
+    "n_val": (int, type(None)),
+    "data_seed": (int,),
+    "model": (str,),
+    "model_kwargs": (dict,),
+    "optimizer": (str,),
+    "lr": (float, int),
+    "momentum": (float, int),
+    "weight_decay": (float, int),
+    "schedule": (str,),
+    "batch_size": (int,),
+    "epochs": (int,),
+    "seed": (int,),
+    "probe_size": (int,),
+    "trajectory_gn": (bool,),
+    "measure_gn": (bool,),
+    "device": (str,),
+}
+
+
+def _check_type(name: str, value: Any, types: tuple[type, ...]) -> None:
+    """ValueError unless ``value`` is one of ``types``; a bool only passes where bool is asked for."""
+    ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+    if not ok:
+        want = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        raise ValueError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
