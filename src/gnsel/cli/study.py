@@ -6,12 +6,11 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["register"]
+from .common import console, fail
 
-console = Console()
+__all__ = ["register", "study_command"]
 
 
 def study_command(
@@ -27,7 +26,9 @@ def study_command(
 
     A rerun reuses everything already computed: an interrupted study continues where it stopped.
     """
-    from .study import load_study, parse_parts, run_study
+    # heavy: the study (torch, pandas, ray, matplotlib) loads only when it runs (fast --help)
+    from ..study import load_study, parse_parts, run_study
+    from ..study.run import answer
 
     if data_root is not None:
         os.environ["GNSEL_DATA_ROOT"] = str(data_root.expanduser().resolve())
@@ -35,8 +36,7 @@ def study_command(
         spec = load_study(preset)
         parts = parse_parts(part)
     except ValueError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from None
+        fail(str(err))
     console.print(f"[bold]gnsel study[/] {escape(spec.name)}: {escape(', '.join(parts))} -> {escape(str(out))}")
     try:
         result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers, console=console)
@@ -44,13 +44,10 @@ def study_command(
         console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to continue")
         raise typer.Exit(code=130) from None
     except ValueError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from None
+        fail(str(err))
     done = ", ".join(f"{p} {result.seconds[p]:.0f} s" + (" (reused)" if p in result.reused else "")
                      for p in result.seconds)
     console.print(f"parts: {escape(done)}")
-    from .study.run import answer
-
     summary = answer(result.sections)
     if summary is not None:
         console.print(f"[bold]{escape(summary.verdict)}[/]: {escape(summary.text)}")

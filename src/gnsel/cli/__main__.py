@@ -1,0 +1,5 @@
+"""``python -m gnsel.cli``: the ``gnsel`` command."""
+
+from . import main
+
+main()
