@@ -10,12 +10,13 @@ is the seed mean.
 Every (algorithm, objective, seed) search spends a budget of epochs (default: a quarter of the
 zoo's, ``configurations x E / 4``) -- see :mod:`gnsel.tune.algorithms` for how each algorithm is
 driven and :mod:`gnsel.tune.replay_search` for the budget -- and selects one model: the evaluation
-with the least objective value, at the epoch where it was seen (the first one on ties); for multi-objectives ``[a, b]`` the Pareto front of the evaluations
-and its knee by :func:`~gnsel.tune.objectives.pick_from_front`. HyperBand and BOHB select among their
-full-budget (``E`` epochs) evaluations if there are any, else among all; they are single-objective,
-so for a multi-objective their worker returns the knee score (the pick rule's sum of min-max
-normalised objectives, ranges from the current front at the same budget) as the loss, and the final
-pick is made on the front as for the others.
+with the least objective value, at the epoch where it was seen (the first one on ties); for
+multi-objectives ``[a, b]`` the Pareto front of the evaluations and its knee by
+:func:`~gnsel.tune.objectives.pick_from_front`. HyperBand and BOHB select among their full-budget
+(``E`` epochs) evaluations if there are any, else among all; they are single-objective, so for a
+multi-objective their worker returns the knee score (the pick rule's sum of min-max normalised
+objectives, ranges from the current front at the same budget) as the loss, and the final pick is made
+on the front as for the others.
 
 Reported per search: the selected model's test accuracy and generalisation gap (``gap_acc``), the
 regret -- the zoo's best seed-mean test accuracy after ``E`` epochs minus the selected model's (it can

@@ -35,7 +35,8 @@ class Grid(SearchAlgorithm):
     def live(self, space: SearchSpace, objective: Objective, settings: LiveSettings) -> LivePlan:
         from ray.tune.search.basic_variant import BasicVariantGenerator  # heavy: ray
 
-        kw = {"num_samples": 1, **single_target(objective), "search_alg": BasicVariantGenerator(random_state=settings.seed)}
+        kw = {"num_samples": 1, **single_target(objective),
+              "search_alg": BasicVariantGenerator(random_state=settings.seed)}  # fmt: skip
         return LivePlan(kw, space.tune_grid())
 
     def replay(self, search: Search, context: ReplayContext) -> None:

@@ -163,7 +163,6 @@ class HpbandsterHost:
             loss = search.knee_score(values, epoch) if len(values) > 1 else values[0]
             return {"loss": float(loss), "info": {}}
 
-        cls = optimizer
         max_budget = float(lk.epochs)
         min_budget = float(min(max(min_budget, 1.0), max_budget))
         state = np.random.get_state()
@@ -179,9 +178,9 @@ class HpbandsterHost:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                opt = cls(configspace=cs, run_id=run_id, nameserver=self.ns_host, nameserver_port=self.ns_port,
-                          host="127.0.0.1", min_budget=min_budget, max_budget=max_budget, eta=eta,
-                          logger=self.logger)
+                opt = optimizer(configspace=cs, run_id=run_id, nameserver=self.ns_host, nameserver_port=self.ns_port,
+                                host="127.0.0.1", min_budget=min_budget, max_budget=max_budget, eta=eta,
+                                logger=self.logger)
                 try:
                     # compatibility: plain Python budgets and configuration values for Pyro4 (see module doc)
                     opt.budgets = [float(b) for b in opt.budgets]
