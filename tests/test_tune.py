@@ -20,10 +20,9 @@ from ray.tune import Callback
 from gnsel.config import TrainConfig
 from gnsel.store import Store
 from gnsel.train import lr_factor, train
-from gnsel.tune.live import (
-    SEARCH_FILE, SelectionReport, TrialRecord, load_records, run_search, select,
-)  # fmt: skip
+from gnsel.tune.live import SEARCH_FILE, run_search
 from gnsel.tune.objectives import parse_objective
+from gnsel.tune.selection import SelectionReport, TrialRecord, load_records, select
 from gnsel.tune.space import load_space
 from gnsel.tune.trainable import Trainer
 

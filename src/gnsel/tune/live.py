@@ -78,7 +78,7 @@ def search_name(algorithm: str, objective: str) -> str:
 
 def __getattr__(name: str) -> Any:
     if name == "StoreCallback":  # shim: removed after the merge (gnsel.tune.store_callback; imports ray)
-        from .store_callback import StoreCallback
+        from .store_callback import StoreCallback  # shim (heavy: ray)
 
         return StoreCallback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,7 +57,7 @@ PBT_MUTABLE = ("lr", "weight_decay")  # what population-based training perturbs
 
 def __getattr__(name: str) -> Any:
     if name == "ALGORITHMS":  # shim: removed after the merge (use gnsel.tune.algorithms.live_names())
-        from .algorithms import live_names
+        from .algorithms import live_names  # shim: removed after the merge
 
         return tuple(live_names())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
