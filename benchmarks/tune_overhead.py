@@ -114,13 +114,22 @@ def main() -> None:
         parallel = search(tmp, "parallel", "val_loss", args.trials, args.epochs, args.cpus)
         gn = search(tmp, "gn", "val_loss+0.1*gn_fc", args.trials, args.epochs, 1)
         import gnsel.tune.live as live
+        from gnsel.tune.algorithms import get_algorithm
 
-        keep, env = live._KEEP, live._TUNE_ENV
-        live._KEEP, live._TUNE_ENV = {"random": 2}, {"RAY_AIR_NEW_OUTPUT": "0"}  # Tune's own defaults
+        random_search, env = get_algorithm("random"), live._TUNE_ENV
+        plan_of = type(random_search).live
+
+        def lax_plan(*a, **kw):  # Tune's own default: two checkpoints kept per trial
+            plan = plan_of(random_search, *a, **kw)
+            plan.keep_checkpoints = 2
+            return plan
+
+        random_search.live, live._TUNE_ENV = lax_plan, {"RAY_AIR_NEW_OUTPUT": "0"}  # Tune's own defaults
         try:
             lax = search(tmp, "lax", "val_loss", args.trials, args.epochs, 1)
         finally:
-            live._KEEP, live._TUNE_ENV = keep, env
+            del random_search.live
+            live._TUNE_ENV = env
         base = baseline(serial["res"], args.epochs)
     ray.shutdown()
     n = args.trials

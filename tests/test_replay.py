@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from gnsel.cli_hpo_bench import register
 from gnsel.store import Store
 from gnsel.tune.objectives import Objective, Sum, parse_objective, pick_from_front
-from gnsel.tune.replay import ALGORITHMS, Lookup, parse_objectives, run_replay, split_objectives
-from gnsel.tune.replay_algorithms import Search, run_algorithm
+from gnsel.tune.lookup import Lookup
+from gnsel.tune.replay import ALGORITHMS, parse_objectives, run_algorithm, run_replay, split_objectives
+from gnsel.tune.replay_search import Search
 from gnsel.zoo import build_zoo, load_grid
 
 TINY = {

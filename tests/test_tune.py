@@ -20,10 +20,9 @@ from ray.tune import Callback
 from gnsel.config import TrainConfig
 from gnsel.store import Store
 from gnsel.train import lr_factor, train
-from gnsel.tune.live import (
-    SEARCH_FILE, SelectionReport, TrialRecord, load_records, run_search, select,
-)  # fmt: skip
+from gnsel.tune.live import SEARCH_FILE, run_search
 from gnsel.tune.objectives import parse_objective
+from gnsel.tune.selection import SelectionReport, TrialRecord, load_records, select
 from gnsel.tune.space import load_space
 from gnsel.tune.trainable import Trainer
 
@@ -191,6 +190,26 @@ def test_selection_single_multi_failed_and_report(tmp_path):
     from rich.console import Console
 
     Console(width=200, record=True).print(report.table())
+
+
+def test_selection_report_cells_are_the_table_text():
+    rows = [{"epoch": 1, "val_loss": 0.5, "gn_fc": 2.0, "test_acc": 0.8, "gap_acc": 0.05, "train_seconds": 1.0,
+             "eval_seconds": 0.25, "measure_seconds": 0.125, "run_id": "r1"}]  # fmt: skip
+    one = select([TrialRecord("t1", "TERMINATED", {"lr": 0.0123456, "model_kwargs.width": 16}, rows)], "val_loss",
+                 search="s[1]", algorithm="grid")  # fmt: skip
+    multi = select([TrialRecord("t2", "TERMINATED", {}, rows)], "[val_loss, gn_fc]", search="m")
+    headers, cells = SelectionReport([one, multi]).cells()
+    assert headers == ["search", "objective", "selected", "test acc", "gap", "regret", "trials", "failed", "epochs",
+                       "compute s", "GN s", "wall s"]  # fmt: skip
+    assert cells[0] == ["s[1]", "val_loss", "lr=0.01235 width=16", "0.800", "0.050", "0.000", "1", "0", "1",
+                        "1.38", "0.12", "nan"]  # fmt: skip
+    assert cells[1][:3] == ["m", "[val_loss, gn_fc]", "- (1 on front)"]
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(SelectionReport([one, multi]).table())
+    text = console.export_text()
+    assert all(c in text for row in cells for c in row)
 
 
 # ------------------------------------------------------------------------------------ searches (Ray)

@@ -24,6 +24,9 @@ METRICS: dict[str, str] = {
     "traj_gn": "trajectory gradient norm so far",
     "train_loss": "training loss",
 }
+# The metrics that need gradient norms measured: probe-set GN by scope, and the trajectory GN.
+GN_SCOPES: dict[str, str] = {"gn_full": "full", "gn_fc": "fc"}
+TRAJECTORY_GN = "traj_gn"
 _TERM = re.compile(r"^\s*(?:([0-9.]+(?:[eE]-?[0-9]+)?)\s*\*\s*)?([a-z_]+)\s*$")
 
 
@@ -48,10 +51,6 @@ class Sum:
     def metrics(self) -> list[str]:
         return [m for _, m in self.terms]
 
-    @property
-    def uses_gn(self) -> bool:
-        return any(m.startswith("gn_") or m == "traj_gn" for m in self.metrics)
-
 
 @dataclass(frozen=True)
 class Objective:
@@ -65,12 +64,24 @@ class Objective:
         return len(self.parts) > 1
 
     @property
-    def uses_gn(self) -> bool:
-        return any(p.uses_gn for p in self.parts)
-
-    @property
     def metrics(self) -> list[str]:
         return sorted({m for p in self.parts for m in p.metrics})
+
+    @property
+    def gn_scopes(self) -> tuple[str, ...]:
+        """The probe-set GN scopes the objective needs measured (``"full"``, ``"fc"``, in that order)."""
+        needed = {GN_SCOPES[m] for m in self.metrics if m in GN_SCOPES}
+        return tuple(s for s in GN_SCOPES.values() if s in needed)
+
+    @property
+    def trajectory_gn(self) -> bool:
+        """Whether the objective needs the trajectory GN accumulated during training."""
+        return TRAJECTORY_GN in self.metrics
+
+    @property
+    def uses_gn(self) -> bool:
+        """Whether the objective uses any gradient norm (probe-set or trajectory), alone or weighted."""
+        return bool(self.gn_scopes) or self.trajectory_gn
 
     def __call__(self, metrics: Mapping[str, float]) -> float | tuple[float, ...]:
         values = tuple(p(metrics) for p in self.parts)
@@ -110,18 +121,15 @@ def parse_objective(text: str) -> Objective:
     return Objective(parts, t)
 
 
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` weakly better than ``b`` in every objective and strictly better in one (all minimised)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
     """Indices of the non-dominated points (all objectives minimised); NaN points are never on it."""
     ok = [i for i, p in enumerate(points) if all(math.isfinite(v) for v in p)]
-    front = []
-    for i in ok:
-        dominated = any(
-            all(b <= a for a, b in zip(points[i], points[j])) and any(b < a for a, b in zip(points[i], points[j]))
-            for j in ok if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return front
+    return [i for i in ok if not any(dominates(points[j], points[i]) for j in ok if j != i)]
 
 
 def pick_from_front(points: Sequence[Sequence[float]]) -> int | None:

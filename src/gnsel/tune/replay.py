@@ -1,30 +1,22 @@
 """Replay hyper-parameter search algorithms over a finished zoo, used as a tabular benchmark.
 
-The zoo defines a discrete search space: every configuration field that varies across its finished
-runs is a categorical hyper-parameter, except the seeds (``seed``, ``data_seed``), which make
-replicates of one configuration; the architecture -- ``model`` together with ``model_kwargs`` -- is
-one parameter, ``arch``, with values such as ``mlp(depth=2,width=32)``. The zoo must hold a single
-dataset and a single number of training epochs ``E``.
-
-A lookup ``(configuration, b)`` replaces training for ``b`` epochs: it returns the metrics recorded
-at epoch ``b`` (:meth:`Lookup.row`) at the recorded cost (:meth:`Lookup.cost`): ``train_seconds`` +
-``eval_seconds`` of epochs ``1..b``, plus their ``measure_seconds`` when the objective uses GN, since
-GN must then be measured (set ``measure_every_epoch=False`` to count the evaluation and the GN
-measurement of epoch ``b`` only). With several seeds per configuration, ``seed_mode="mean"`` (the
-default) answers every query with the mean over the seeds of every metric and cost, and
-``seed_mode="sample"`` answers each query with one seed drawn by the search's own generator (so the
-search sees the seed noise); in both modes the reported test accuracy of the selected model is the
-seed mean.
+The zoo is a :class:`~gnsel.tune.lookup.Lookup`: a discrete search space (every configuration field
+that varies, the architecture as one parameter, the seeds as replicates) and a table
+``(configuration, epochs) -> metrics, cost`` that replaces training. With several seeds per
+configuration, ``seed_mode="mean"`` answers with seed means and ``seed_mode="sample"`` with one seed
+drawn by the search's own generator; in both modes the reported test accuracy of the selected model
+is the seed mean.
 
 Every (algorithm, objective, seed) search spends a budget of epochs (default: a quarter of the
-zoo's, ``configurations x E / 4``) -- see :mod:`gnsel.tune.replay_algorithms` for how each algorithm is
-driven -- and selects one model: the evaluation with the least objective value, at the epoch where it
-was seen (the first one on ties); for multi-objectives ``[a, b]`` the Pareto front of the evaluations
-and its knee by :func:`~gnsel.tune.objectives.pick_from_front`. HyperBand and BOHB select among their
-full-budget (``E`` epochs) evaluations if there are any, else among all; they are single-objective,
-so for a multi-objective their worker returns the knee score (the pick rule's sum of min-max
-normalised objectives, ranges from the current front at the same budget) as the loss, and the final
-pick is made on the front as for the others.
+zoo's, ``configurations x E / 4``) -- see :mod:`gnsel.tune.algorithms` for how each algorithm is
+driven and :mod:`gnsel.tune.replay_search` for the budget -- and selects one model: the evaluation
+with the least objective value, at the epoch where it was seen (the first one on ties); for
+multi-objectives ``[a, b]`` the Pareto front of the evaluations and its knee by
+:func:`~gnsel.tune.objectives.pick_from_front`. HyperBand and BOHB select among their full-budget
+(``E`` epochs) evaluations if there are any, else among all; they are single-objective, so for a
+multi-objective their worker returns the knee score (the pick rule's sum of min-max normalised
+objectives, ranges from the current front at the same budget) as the loss, and the final pick is made
+on the front as for the others.
 
 Reported per search: the selected model's test accuracy and generalisation gap (``gap_acc``), the
 regret -- the zoo's best seed-mean test accuracy after ``E`` epochs minus the selected model's (it can
@@ -37,28 +29,31 @@ interval.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .algorithms import ReplayContext, get_algorithm, replay_algorithm, replay_names
+from .lookup import SEED_KEYS, SEED_MODES, Lookup
 from .objectives import Objective, parse_objective
-from .replay_algorithms import ALGORITHMS, BANDITS, HpbandsterHost, Search, run_algorithm
+from .replay_search import Search
 
 __all__ = [
-    "ALGORITHMS", "Lookup", "ReplayResult", "parse_algorithms", "parse_objectives", "run_replay",
-]
+    "ALGORITHMS", "Lookup", "ReplayResult", "SEED_KEYS", "SEED_MODES", "parse_algorithms", "parse_objectives",
+    "run_algorithm", "run_replay", "split_objectives", "t_interval",
+]  # fmt: skip
 
-SEED_KEYS = ("seed", "data_seed")
-_IGNORED_KEYS = ("device",)
-SEED_MODES = ("mean", "sample")
+# shim: removed after the merge (use gnsel.tune.algorithms.replay_names()); the replayable algorithms as
+# at import, with how each is replayed
+ALGORITHMS: dict[str, str] = {n: get_algorithm(n).replay_backend for n in replay_names()}
 
 
 # ----------------------------------------------------------------------------- names
@@ -67,11 +62,12 @@ SEED_MODES = ("mean", "sample")
 def parse_algorithms(text: str | Sequence[str]) -> list[str]:
     """Algorithm names from ``"grid,tpe"`` or a list; a ValueError lists the choices."""
     names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    bad = [n for n in names if n not in ALGORITHMS]
+    choices = replay_names()
+    bad = [n for n in names if n not in choices]
     if bad or not names:
         raise ValueError(
             f"unknown search algorithm(s) {', '.join(map(repr, bad)) or '(none given)'}; "
-            f"choices: {', '.join(ALGORITHMS)}"
+            f"choices: {', '.join(choices)}"
         )
     return list(dict.fromkeys(names))
 
@@ -104,247 +100,27 @@ def parse_objectives(text: str | Sequence[str | Objective]) -> list[Objective]:
     return list({o.text: o for o in out}.values())
 
 
-# ----------------------------------------------------------------------------- lookup
-
-
-def _fmt(value: Any) -> str:
-    """A configuration value as a label: ``0.1``, ``32``, ``sgd``, JSON for lists and mappings."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value)
-    return (1, _fmt(value))
-
-
-@dataclass
-class Lookup:
-    """A finished zoo as a table ``(configuration, epoch) -> metrics, cost``.
-
-    ``params`` maps each hyper-parameter to its sorted value labels; ``configs[c]`` is configuration
-    ``c`` as ``{param: label}`` and ``index`` maps the tuple of its labels (in ``params`` order) back to
-    ``c``; ``metrics[name]`` has shape ``(configs, replicates, epochs + 1)``, NaN-padded where a
-    configuration has fewer seeds (``n_replicates``).
-    """
-
-    params: dict[str, list[str]]
-    configs: list[dict[str, str]]
-    index: dict[tuple[str, ...], int]
-    epochs: int
-    metrics: dict[str, np.ndarray]
-    n_replicates: np.ndarray
-    run_ids: list[list[str]]
-    seed_mode: str = "mean"
-    measure_every_epoch: bool = True
-    _cum: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    _mean: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    _tables: dict[Objective, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_store(
-        cls, store_path: str | os.PathLike[str], seed_mode: str = "mean", measure_every_epoch: bool = True
-    ) -> Lookup:
-        """Read the finished runs of a store (``Store(path).runs_frame(status="done")``)."""
-        from ..store import Store
-
-        if seed_mode not in SEED_MODES:
-            raise ValueError(f"unknown seed mode {seed_mode!r}; choices: {', '.join(SEED_MODES)}")
-        path = Path(store_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no zoo store at {path}")
-        store = Store(path)
-        try:
-            runs = store.runs_frame(status="done")
-            if runs.empty:
-                raise ValueError(f"{path}: the store has no finished runs")
-            epochs_df = store.epochs_frame(runs["run_id"].tolist())
-        finally:
-            store.close()
-        return cls.from_frames(runs, epochs_df, seed_mode, measure_every_epoch)
-
-    @classmethod
-    def from_frames(
-        cls, runs: pd.DataFrame, epochs_df: pd.DataFrame, seed_mode: str = "mean", measure_every_epoch: bool = True
-    ) -> Lookup:
-        """Build from a runs frame (with ``config_json``) and its epochs frame."""
-        configs = [json.loads(s) for s in runs["config_json"]]
-        run_ids = runs["run_id"].tolist()
-        for key, what in (("dataset", "datasets"), ("epochs", "numbers of epochs")):
-            found = {json.dumps(c.get(key)) for c in configs}
-            if len(found) > 1:
-                raise ValueError(f"the zoo mixes {what} ({', '.join(sorted(found))}); replay needs one; "
-                                 "build or filter a store per setting")
-        epochs = int(configs[0].get("epochs") or int(epochs_df["epoch"].max()))
-        # hyper-parameters: the fields that vary, the architecture as one
-        labels: list[dict[str, str]] = []
-        values: dict[str, dict[str, Any]] = {}
-        for cfg in configs:
-            row = {}
-            for key, v in cfg.items():
-                if key in SEED_KEYS or key in _IGNORED_KEYS or key in ("model", "model_kwargs"):
-                    continue
-                row[key] = (_fmt(v), v)
-            kw = cfg.get("model_kwargs") or {}
-            arch = str(cfg.get("model")) + ("(" + ",".join(f"{k}={_fmt(kw[k])}" for k in sorted(kw)) + ")" if kw else "")
-            row["arch"] = (arch, arch)
-            labels.append({k: lab for k, (lab, _) in row.items()})
-            for k, (lab, v) in row.items():
-                values.setdefault(k, {})[lab] = v
-        for lab in labels:  # a field some configurations lack is a value of its own
-            for k in values:
-                if k not in lab:
-                    lab[k] = "<unset>"
-                    values[k]["<unset>"] = "<unset>"
-        names = sorted(k for k, labs in values.items() if len(labs) > 1)
-        if not names:
-            names = ["arch"]  # a zoo of one configuration (and its seeds)
-        params = {k: [lab for lab, _ in sorted(values[k].items(), key=lambda kv: _sort_key(kv[1]))] for k in names}
-        # group runs (replicates) by configuration
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, lab in enumerate(labels):
-            groups.setdefault(tuple(lab[k] for k in names), []).append(i)
-        keys = sorted(groups, key=lambda t: tuple(params[k].index(v) for k, v in zip(names, t)))
-        seed_of = lambda i: tuple(_sort_key(configs[i].get(k)) for k in SEED_KEYS)  # noqa: E731
-        members = [sorted(groups[t], key=seed_of) for t in keys]
-        n_rep = np.array([len(m) for m in members])
-        # metrics as (config, replicate, epoch) arrays
-        metric_cols = [c for c in epochs_df.columns if c not in ("run_id", "epoch")
-                       and pd.api.types.is_numeric_dtype(epochs_df[c])]
-        pos = {rid: i for i, rid in enumerate(run_ids)}
-        slot = np.full((len(run_ids), 2), -1)
-        for c, m in enumerate(members):
-            for r, i in enumerate(m):
-                slot[i] = (c, r)
-        ep = epochs_df[epochs_df["run_id"].isin(pos) & (epochs_df["epoch"] >= 0) & (epochs_df["epoch"] <= epochs)]
-        where = slot[ep["run_id"].map(pos).to_numpy()]
-        e_idx = ep["epoch"].to_numpy(dtype=int)
-        metrics = {}
-        for col in metric_cols:
-            arr = np.full((len(keys), int(n_rep.max()), epochs + 1), np.nan)
-            arr[where[:, 0], where[:, 1], e_idx] = ep[col].to_numpy(dtype=float)
-            metrics[col] = arr
-        return cls(
-            params=params,
-            configs=[dict(zip(names, t)) for t in keys],
-            index={t: c for c, t in enumerate(keys)},
-            epochs=epochs,
-            metrics=metrics,
-            n_replicates=n_rep,
-            run_ids=[[run_ids[i] for i in m] for m in members],
-            seed_mode=seed_mode,
-            measure_every_epoch=measure_every_epoch,
-        )
-
-    # -- queries ----------------------------------------------------------------------
-
-    def label(self, c: int) -> str:
-        """Configuration ``c`` as ``name=value`` pairs."""
-        return " ".join(f"{k}={v}" for k, v in self.configs[c].items())
-
-    def mean(self, name: str) -> np.ndarray:
-        """Seed-mean of a metric, shape ``(configs, epochs + 1)``."""
-        if name not in self._mean:
-            if name not in self.metrics:
-                raise KeyError(f"the zoo records no metric {name!r}; it has {', '.join(sorted(self.metrics))}")
-            arr = self.metrics[name]
-            with np.errstate(invalid="ignore"), _no_warnings():
-                self._mean[name] = arr[:, 0, :].copy() if arr.shape[1] == 1 else np.nanmean(arr, axis=1)
-        return self._mean[name]
-
-    def row(self, c: int, epoch: int, replicate: int | None = None) -> dict[str, float]:
-        """The metrics of configuration ``c`` at ``epoch`` (seed mean, or one replicate)."""
-        if replicate is None:
-            return {k: float(self.mean(k)[c, epoch]) for k in self.metrics}
-        return {k: float(v[c, replicate, epoch]) for k, v in self.metrics.items()}
-
-    def _cumsum(self, name: str) -> np.ndarray:
-        if name not in self._cum:
-            arr = np.nan_to_num(self.metrics.get(name, np.zeros_like(next(iter(self.metrics.values())))))
-            arr = arr.copy()
-            arr[:, :, 0] = 0.0  # epoch 0 is the untrained model: no training to pay for
-            self._cum[name] = np.cumsum(arr, axis=2)
-        return self._cum[name]
-
-    def cost(self, c: int, epoch: int, uses_gn: bool, replicate: int | None = None) -> tuple[float, float]:
-        """``(seconds, of which GN measurement)`` of training ``c`` for ``epoch`` epochs."""
-        reps = range(int(self.n_replicates[c])) if replicate is None else [replicate]
-        total = gn = 0.0
-        for r in reps:
-            train = self._cumsum("train_seconds")[c, r, epoch]
-            if self.measure_every_epoch:
-                ev = self._cumsum("eval_seconds")[c, r, epoch]
-                me = self._cumsum("measure_seconds")[c, r, epoch] if uses_gn else 0.0
-            else:
-                ev = _nz(self.metrics.get("eval_seconds"), c, r, epoch)
-                me = _nz(self.metrics.get("measure_seconds"), c, r, epoch) if uses_gn else 0.0
-            total += train + ev + me
-            gn += me
-        return total / len(reps), gn / len(reps)
-
-    def objective_table(self, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
-        """Objective values per (config, replicate, epoch, part) and per (config, epoch, part) of the means."""
-        if objective not in self._tables:
-            self._tables[objective] = self._objective_table(objective)
-        return self._tables[objective]
-
-    def _objective_table(self, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
-        k = len(objective.parts)
-        C, R, E1 = next(iter(self.metrics.values())).shape
-        names = list(self.metrics)
-        per_rep = np.full((C, R, E1, k), np.nan)
-        mean = np.full((C, E1, k), np.nan)
-        try:
-            for c in range(C):
-                for e in range(E1):
-                    mean[c, e] = _call(objective, {n: self.mean(n)[c, e] for n in names})
-                    for r in range(int(self.n_replicates[c])) if R > 1 else ():
-                        per_rep[c, r, e] = _call(objective, {n: self.metrics[n][c, r, e] for n in names})
-        except KeyError as err:
-            raise ValueError(f"objective {objective.text!r} needs metric {err} which the zoo does not record; "
-                             f"it has {', '.join(sorted(self.metrics))}") from None
-        if R == 1:
-            per_rep[:, 0] = mean
-        return per_rep, mean
-
-
-def _nz(arr: np.ndarray | None, c: int, r: int, e: int) -> float:
-    if arr is None or e == 0:
-        return 0.0
-    v = float(arr[c, r, e])
-    return v if math.isfinite(v) else 0.0
-
-
-def _call(objective: Objective, metrics: dict[str, float]) -> tuple[float, ...]:
-    v = objective(metrics)
-    return tuple(v) if isinstance(v, tuple) else (v,)
-
-
-class _no_warnings:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)
-
-
 # ----------------------------------------------------------------------------- one search
 
 
+def run_algorithm(
+    algorithm: str, search: Search, host: Any = None, min_budget: float = 1.0, eta: float = 3.0
+) -> Search:
+    """Drive ``algorithm`` over ``search`` (``host``: a running hpbandster host to reuse); returns it."""
+    alg = replay_algorithm(algorithm)
+    with ReplayContext(min_budget, eta) as context:
+        if host is not None:
+            context.share("hpbandster", host)
+        alg.replay(search, context)
+    return search
+
+
 def _one_search(
-    lookup: Lookup, algorithm: str, objective: Objective, seed: int, budget: int,
-    host: HpbandsterHost | None, min_budget: float, eta: float,
+    lookup: Lookup, algorithm: str, objective: Objective, seed: int, budget: int, context: ReplayContext,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    search = Search(lookup, objective, budget, seed, bandit=algorithm in BANDITS)
-    run_algorithm(algorithm, search, host, min_budget, eta)
+    alg = replay_algorithm(algorithm)
+    search = Search(lookup, objective, budget, seed, bandit=alg.bandit)
+    alg.replay(search, context)
     test = lookup.mean("test_acc")
     gap = lookup.mean("gap_acc") if "gap_acc" in lookup.metrics else np.full_like(test, np.nan)
     best = float(np.nanmax(test[:, lookup.epochs]))
@@ -357,7 +133,7 @@ def _one_search(
         "selected": None, "selected_epoch": np.nan, "selected_value": None,
         "test_acc": np.nan, "gap_acc": np.nan, "regret": np.nan, "best_test_acc": best,
         "front_size": search.front_size() if objective.multi else np.nan,
-        "note": "multi-objective scalarised by the knee score" if objective.multi and algorithm in BANDITS else "",
+        "note": "multi-objective scalarised by the knee score" if objective.multi and not alg.multi_objective else "",
     }
     if sel is not None and sel.config is not None:
         row.update(
@@ -384,21 +160,10 @@ def _run_jobs(
     min_budget: float, eta: float,
 ) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     out = []
-    need_host = any(a in BANDITS for a, _, _ in jobs)
-    host = HpbandsterHost() if need_host else None
-    if host is not None:
-        host.__enter__()
-    try:
+    with ReplayContext(min_budget, eta) as context:  # one hpbandster host (if any) for all the searches
         for algorithm, oi, seed in jobs:
-            out.append(_one_search(lookup, algorithm, objectives[oi], seed, budget, host, min_budget, eta))
-    finally:
-        if host is not None:
-            host.__exit__(None, None, None)
+            out.append(_one_search(lookup, algorithm, objectives[oi], seed, budget, context))
     return out
-
-
-def _job_cost(algorithm: str) -> float:
-    return {"grid": 0.1, "random": 1.0, "tpe": 4.0}.get(algorithm, 6.0)
 
 
 # ----------------------------------------------------------------------------- result
@@ -413,7 +178,7 @@ def t_interval(x: Any) -> tuple[float, float, float]:
     m = float(x.mean())
     if x.size < 2:
         return m, math.nan, math.nan
-    from scipy.stats import t
+    from scipy.stats import t  # heavy: scipy.stats is slow to import
 
     h = float(t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - h, m + h
@@ -492,10 +257,10 @@ class ReplayResult:
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
         """Anytime regret curves: one panel per algorithm, one line per objective, mean and 95% band."""
-        import matplotlib
+        import matplotlib  # heavy: matplotlib
 
         matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # heavy: matplotlib
 
         at = self.anytime()
         algs = list(dict.fromkeys(at["algorithm"]))
@@ -544,7 +309,7 @@ class ReplayResult:
 
 def run_replay(
     store_path: str | os.PathLike[str] | Lookup,
-    algorithms: str | Sequence[str] = tuple(ALGORITHMS),
+    algorithms: str | Sequence[str] | None = None,
     objectives: str | Sequence[str | Objective] = ("val_loss",),
     seeds: int | Iterable[int] = 50,
     budget: int | None = None,
@@ -557,6 +322,7 @@ def run_replay(
 ) -> ReplayResult:
     """Replay every (algorithm, objective, seed) search over the zoo in ``store_path``.
 
+    ``algorithms``: names (default: every replayable algorithm) as a list or ``"grid,tpe"``.
     ``seeds`` is a count (seeds ``0..n-1``) or the seeds themselves; ``budget`` is in epochs summed
     over a search's evaluations (default: a quarter of the zoo's configurations x epochs);
     ``min_budget``/``eta`` configure HyperBand/BOHB; ``workers`` > 1 runs searches in that many
@@ -564,10 +330,8 @@ def run_replay(
     50 searches; the processes are spawned, so a calling script needs the usual
     ``if __name__ == "__main__":`` guard). Names are checked before anything runs.
     """
-    import time
-
     t0 = time.perf_counter()
-    algs = parse_algorithms(algorithms)
+    algs = parse_algorithms(replay_names() if algorithms is None else algorithms)
     objs = parse_objectives(objectives)
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
@@ -594,10 +358,11 @@ def run_replay(
         # balance by expected cost: deal the jobs, most expensive first, to the least loaded chunk
         chunks: list[list[int]] = [[] for _ in range(workers)]
         load = [0.0] * workers
-        for j in sorted(range(len(jobs)), key=lambda j: -_job_cost(jobs[j][0])):
+        cost = {a: get_algorithm(a).replay_cost for a in algs}
+        for j in sorted(range(len(jobs)), key=lambda j: -cost[jobs[j][0]]):
             w = int(np.argmin(load))
             chunks[w].append(j)
-            load[w] += _job_cost(jobs[j][0])
+            load[w] += cost[jobs[j][0]]
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers) as pool:
             parts = pool.starmap(_run_jobs, [(lookup, objs, [jobs[j] for j in ch], budget, min_budget, eta)

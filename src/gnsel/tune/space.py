@@ -21,8 +21,9 @@ search several architectures. ``fixed`` may also hold ``model_kwargs`` (applied 
 
 :func:`load_space` validates everything it can without training: unknown hyper-parameters, empty or
 inverted ranges, non-positive log bounds, unknown models or model hyper-parameters, values a
-``TrainConfig`` rejects. :meth:`SearchSpace.check` adds what depends on the algorithm and objective.
-The space translates to Ray Tune (:meth:`SearchSpace.tune_space`), to an Optuna define-by-run
+``TrainConfig`` rejects. What depends on the algorithm and objective is each algorithm's own check
+(:func:`gnsel.tune.algorithms.check_search`). The space translates to Ray Tune
+(:meth:`SearchSpace.tune_space`, :meth:`SearchSpace.tune_grid`), to an Optuna define-by-run
 function with the architecture conditions (:meth:`SearchSpace.optuna_space`), to ConfigSpace with
 conditions for BOHB (:meth:`SearchSpace.configspace`) and to PBT mutations
 (:meth:`SearchSpace.pbt_mutations`).
@@ -40,19 +41,26 @@ from typing import Any, Mapping
 import yaml
 
 from ..config import TrainConfig
+from ..models import list_models, model_defaults
 from .objectives import Objective
 
-__all__ = ["ALGORITHMS", "KINDS", "Param", "SearchSpace", "load_space"]
+__all__ = ["ALGORITHMS", "KINDS", "PBT_MUTABLE", "Param", "SearchSpace", "load_space"]  # noqa: F822 (ALGORITHMS: shim)
 
 KINDS: tuple[str, ...] = ("choice", "grid", "uniform", "loguniform", "randint")
-ALGORITHMS: tuple[str, ...] = ("grid", "random", "tpe", "hyperband", "asha", "bohb", "pbt")
 _TOP_KEYS = ("name", "description", "dataset", "dataset_kwargs", "fixed", "space")
 # Fields that are not hyper-parameters of a search: the data, the budget, what is measured, where it runs.
 _NOT_SEARCHABLE = ("dataset", "dataset_kwargs", "model_kwargs", "epochs", "measure_gn", "trajectory_gn", "device")
 _NOT_FIXED = ("dataset", "dataset_kwargs")
 _MK = "model_kwargs."
-_SINGLE_OBJECTIVE_ONLY = ("hyperband", "asha", "bohb", "pbt")
-_PBT_MUTABLE = ("lr", "weight_decay")
+PBT_MUTABLE = ("lr", "weight_decay")  # what population-based training perturbs
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ALGORITHMS":  # shim: removed after the merge (use gnsel.tune.algorithms.live_names())
+        from .algorithms import live_names  # shim: removed after the merge
+
+        return tuple(live_names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -101,7 +109,7 @@ class Param:
     # ---------------------------------------------------------------- translations
     def to_tune(self) -> Any:
         """The Ray Tune domain (``tune.choice``, ``tune.loguniform``, ``tune.grid_search`` ...)."""
-        from ray import tune
+        from ray import tune  # heavy: ray
 
         if self.kind == "grid":
             return tune.grid_search(list(self.values))
@@ -127,7 +135,7 @@ class Param:
 
     def to_configspace(self) -> Any:
         """The ConfigSpace hyper-parameter (choices become categorical)."""
-        import ConfigSpace as CS
+        import ConfigSpace as CS  # heavy: ConfigSpace
 
         if self.kind == "choice":
             return CS.CategoricalHyperparameter(self.name, list(self.values))
@@ -172,8 +180,6 @@ class SearchSpace:
         Model hyper-parameters the trial's model does not accept are dropped; numpy scalars and labels
         returned by searchers become the space's own values.
         """
-        from ..models import model_defaults
-
         flat = self.point(point)
         cfg = self.base(**overrides)
         model = flat.get("model", cfg.get("model", TrainConfig.model))
@@ -204,8 +210,6 @@ class SearchSpace:
 
     def active(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The searched values that matter for this trial (model hyper-parameters of other models dropped)."""
-        from ..models import model_defaults
-
         flat = self.point(config)
         accepted = model_defaults(flat.get("model", self.fixed.get("model", TrainConfig.model)))
         return {k: v for k, v in flat.items() if not (self.params[k].is_model_kwarg and self.params[k].key not in accepted)}
@@ -229,34 +233,9 @@ class SearchSpace:
     # ---------------------------------------------------------------- algorithm checks
     def check(self, algorithm: str, objective: Objective | None = None) -> None:
         """ValueError when this space (or the objective) cannot be searched by ``algorithm``."""
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algorithm!r}; choices: {', '.join(ALGORITHMS)}")
-        grid_kind = [p.name for p in self.params.values() if p.kind == "grid"]
-        if algorithm in ("tpe", "bohb") and grid_kind:
-            raise ValueError(
-                f"algorithm {algorithm!r} cannot take a grid: {', '.join(grid_kind)} "
-                f"{'is' if len(grid_kind) == 1 else 'are'} of kind 'grid' (Ray's grid_search); "
-                f"write them as 'choice' for {algorithm}, or use grid, random, hyperband, asha or pbt"
-            )
-        if algorithm == "grid":
-            ranges = [f"{p.name} ({p.kind})" for p in self.params.values() if not p.finite]
-            if ranges:
-                raise ValueError(
-                    f"algorithm 'grid' needs finite values (choice or grid) for every parameter; "
-                    f"continuous ranges: {', '.join(ranges)}"
-                )
-            if not self.params:
-                raise ValueError("algorithm 'grid' needs at least one searched parameter under 'space'")
-        if objective is not None and objective.multi and algorithm in _SINGLE_OBJECTIVE_ONLY:
-            raise ValueError(
-                f"algorithm {algorithm!r} needs a single objective (a metric or a weighted sum); "
-                f"{objective.text!r} is multi-objective: use grid, random or tpe"
-            )
-        if algorithm == "pbt":
-            if not any(n in self.params for n in _PBT_MUTABLE):
-                raise ValueError(
-                    "algorithm 'pbt' perturbs lr and weight_decay: search at least one of them under 'space'"
-                )
+        from .algorithms import check_search  # shim: removed after the merge (callers use check_search)
+
+        check_search(self, algorithm, objective)
 
     # ---------------------------------------------------------------- translations
     def grid_points(self) -> list[dict[str, Any]]:
@@ -265,8 +244,6 @@ class SearchSpace:
         A model hyper-parameter that does not apply to a point's model is left out of the point, so that
         e.g. ``width`` x ``channels`` does not repeat each MLP once per ``channels`` value.
         """
-        from ..models import model_defaults
-
         names = list(self.params)
         points, seen = [], set()
         for combo in itertools.product(*(self.params[n].values for n in names)):
@@ -280,15 +257,19 @@ class SearchSpace:
                 points.append(point)
         return points
 
-    def tune_space(self, algorithm: str) -> dict[str, Any]:
-        """Ray Tune's ``param_space``; for ``grid`` one ``grid_search`` over the deduplicated points."""
-        from ray import tune
+    def tune_space(self, algorithm: str | None = None) -> dict[str, Any]:
+        """Ray Tune's ``param_space``: every parameter as its Tune domain.
 
-        if algorithm == "grid":
-            return {"point": tune.grid_search(self.grid_points())}
-        if algorithm == "tpe":
-            return {}  # the define-by-run function of optuna_space() samples everything
+        ``algorithm`` is ignored (shim: removed after the merge): each algorithm builds its own
+        ``param_space`` (:mod:`gnsel.tune.algorithms`).
+        """
         return {name: p.to_tune() for name, p in self.params.items()}
+
+    def tune_grid(self) -> dict[str, Any]:
+        """Ray Tune's ``param_space`` for a grid: one ``grid_search`` over the deduplicated points."""
+        from ray import tune  # heavy: ray
+
+        return {"point": tune.grid_search(self.grid_points())}
 
     def optuna_space(self) -> "OptunaDefine":
         """An Optuna define-by-run function: the model first, then only its own hyper-parameters."""
@@ -296,9 +277,7 @@ class SearchSpace:
 
     def configspace(self, seed: int | None = None) -> Any:
         """ConfigSpace for BOHB, with a condition on the model for each model hyper-parameter."""
-        import ConfigSpace as CS
-
-        from ..models import model_defaults
+        import ConfigSpace as CS  # heavy: ConfigSpace
 
         cs = CS.ConfigurationSpace(seed=seed)
         hps = {name: p.to_configspace() for name, p in self.params.items()}
@@ -317,7 +296,7 @@ class SearchSpace:
     def pbt_mutations(self) -> dict[str, Any]:
         """PBT's ``hyperparam_mutations``: lr and weight_decay as searched (lists for finite kinds)."""
         out = {}
-        for name in _PBT_MUTABLE:
+        for name in PBT_MUTABLE:
             p = self.params.get(name)
             if p is not None:
                 out[name] = list(p.values) if p.finite else p.to_tune()
@@ -332,8 +311,6 @@ class OptunaDefine:
     default_model: str
 
     def __call__(self, trial: Any) -> None:
-        from ..models import model_defaults
-
         p = self.params.get("model")
         model = p.suggest(trial) if p is not None else self.default_model
         accepted = model_defaults(model)
@@ -445,8 +422,6 @@ def parse_space(spec: Mapping[str, Any]) -> SearchSpace:
 
 def _validate_values(space: SearchSpace) -> None:
     """Build a ``TrainConfig`` for every listed value and range end, on every model it applies to."""
-    from ..models import list_models, model_defaults
-
     base = space.base()
     models = space.models
     for m in models:

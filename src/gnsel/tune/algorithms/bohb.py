@@ -1,0 +1,44 @@
+"""``bohb``: BOHB (Falkner et al.), HyperBand whose configurations come from a KDE model.
+
+Live: Ray Tune's ``TuneBOHB`` searcher (a ConfigSpace with a condition on the model for each model
+hyper-parameter) with the ``HyperBandForBOHB`` scheduler. Replay: hpbandster's ``BOHB`` against the
+zoo's lookup (see :mod:`gnsel.tune.algorithms.hpbandster_host`), which draws from NumPy's global
+generator, seeded per search and restored afterwards.
+"""
+
+from __future__ import annotations
+
+from ..objectives import Objective
+from ..replay_search import Search
+from ..space import SearchSpace
+from .base import LivePlan, LiveSettings, ReplayContext, SearchAlgorithm, register_algorithm, single_target
+from .hpbandster_host import HpbandsterHost
+
+
+@register_algorithm
+class BOHB(SearchAlgorithm):
+    name = "bohb"
+    summary = "BOHB: HyperBand with a KDE model"
+    live_backend = "TuneBOHB (ConfigSpace with conditions) + HyperBandForBOHB"
+    replay_backend = "hpbandster BOHB (HyperBand with a KDE model)"
+    multi_objective = False
+    grid_kind = False
+    bandit = True
+    replay_cost = 6.0
+
+    def live(self, space: SearchSpace, objective: Objective, settings: LiveSettings) -> LivePlan:
+        from ray.tune.schedulers import HyperBandForBOHB  # heavy: ray
+        from ray.tune.search.bohb import TuneBOHB  # heavy: ray (and ConfigSpace)
+
+        kw = {
+            "num_samples": settings.trials, **single_target(objective),
+            "search_alg": TuneBOHB(space=space.configspace(settings.seed), metric="objective", mode="min",
+                                   seed=settings.seed),
+            "scheduler": HyperBandForBOHB(time_attr="training_iteration", max_t=settings.epochs, reduction_factor=3),
+        }  # fmt: skip
+        return LivePlan(kw, {})  # the searcher holds the space (with the architecture conditions)
+
+    def replay(self, search: Search, context: ReplayContext) -> None:
+        from hpbandster.optimizers import BOHB as Optimizer  # heavy: hpbandster
+
+        context.shared("hpbandster", HpbandsterHost).run(Optimizer, search, context.min_budget, context.eta)
