@@ -29,6 +29,7 @@ from ..registry import Registry, UnknownNameError
 
 __all__ = [
     "HIGHER_MEANS",
+    "MEASURES",
     "NEEDS",
     "MeasureContext",
     "MeasureError",
@@ -76,9 +77,9 @@ class MeasureContext:
     ``model`` is the network at the measured epoch, in eval mode; ``init_model`` the same architecture
     with its epoch-0 weights (or None); ``train_data`` an ``(inputs, targets)`` probe subset of the
     training data; ``row`` the stored per-epoch metrics of that run and epoch (``val_loss``, ``traj_gn``,
-    ...); ``config`` the run's configuration dict; ``device`` where :func:`gnsel.zoo.measure.load_context` put the models
-    (measures run where ``model`` lives); ``seed`` seeds every random choice a measure makes.
-    ``options`` holds optional per-measure settings (e.g. ``{"target_drop": 0.05}``); each measure
+    ...); ``config`` the run's configuration dict; ``device`` where
+    :func:`gnsel.zoo.measure.load_context` put the models (measures run where ``model`` lives);
+    ``seed`` seeds every random choice a measure makes. ``options`` holds optional per-measure settings (e.g. ``{"target_drop": 0.05}``); each measure
     documents the keys it reads.
     """
 
