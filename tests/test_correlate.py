@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gnsel.cli import app
-from gnsel.correlate import EPOCH_MEASURES, correlate, hparam_columns
+from gnsel.zoo.correlate import EPOCH_MEASURES, correlate, hparam_columns
 from gnsel.store import Store
 from gnsel.zoo import build_zoo, load_grid
 

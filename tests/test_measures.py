@@ -448,6 +448,7 @@ def test_load_context_and_measure_run_from_a_store(tmp_path, monkeypatch):
     from gnsel.config import TrainConfig
     from gnsel.store import Store
     from gnsel.train import train
+    from gnsel.zoo.measure import load_context, measure_run
 
     monkeypatch.setenv("GNSEL_DATA_ROOT", str(tmp_path / "data"))
     cfg = TrainConfig(dataset="digits", n_train=120, model_kwargs={"width": 16}, epochs=1, batch_size=60,
@@ -456,16 +457,16 @@ def test_load_context_and_measure_run_from_a_store(tmp_path, monkeypatch):
     rid = store.register_run(cfg.to_dict())
     train(cfg, on_epoch=lambda e, row: store.add_epochs(rid, [row]),
           on_checkpoint=lambda e, state: store.save_checkpoint(rid, e, state))  # fmt: skip
-    ctx = M.load_context(store, rid)
+    ctx = load_context(store, rid)
     assert ctx.row["epoch"] == 1 and len(ctx.train_data[1]) == 48 and ctx.init_model is not None
     assert not ctx.model.training
     assert compute_measure("gn_full", ctx).value == pytest.approx(ctx.row["gn_full"], rel=1e-9)
     assert compute_measure("dist_from_init", ctx).value > 0
-    assert compute_measure("dist_from_init", M.load_context(store, rid, 0)).value == 0.0
+    assert compute_measure("dist_from_init", load_context(store, rid, 0)).value == 0.0
     names = ["gn_full", "dist_from_init", "random", "val_error"]
-    first = M.measure_run(store, rid, names)
+    first = measure_run(store, rid, names)
     assert all(v.ok for v in first.values())
     cached = store.get_measures([rid])
     assert set(cached["measure"]) == set(names) and (cached["epoch"] == 1).all()
-    again = M.measure_run(store, rid, names)
+    again = measure_run(store, rid, names)
     assert {n: v.value for n, v in again.items()} == pytest.approx({n: v.value for n, v in first.items()})

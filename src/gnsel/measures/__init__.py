@@ -13,11 +13,13 @@ pacbayes_mag_flatness), ``zero_cost`` (grad_norm, snip, synflow, jacob_cov, nwot
 (ww_alpha, ww_alpha_weighted) and ``representation`` (db_mixup). Each module's docstring gives the
 exact definitions and the deviations from the cited reference implementations.
 
-:func:`load_context` builds a context from a stored run and :func:`measure_run` caches measures in
-the store's ``measures`` table.
+:func:`per_epoch_measures` lists the measures training records at every epoch (their
+``recorded_as``). Measuring stored runs (``load_context``, ``measure_run``) is :mod:`gnsel.zoo.measure`.
 """
 
-from . import baselines, flatness, gradient, norms, representation, spectral, zero_cost  # noqa: F401  (registration)
+# Registration order is the order of per_epoch_measures(): the gradient family, then the baselines.
+from . import gradient  # noqa: F401, I001  (registration, first)
+from . import baselines, flatness, norms, representation, spectral, zero_cost  # noqa: F401  (registration)
 from .flatness import pacbayes_sigma
 from .norms import as_matrix, frobenius_norm, path_norm_value, spectral_norm
 from .registry import (
@@ -32,11 +34,12 @@ from .registry import (
     compute_measures,
     get_measure,
     list_measures,
+    per_epoch_measures,
     register_measure,
+    specs,
 )
 from .representation import davies_bouldin, early_features, labelwise_mixup_accuracy
 from .spectral import PowerLawFit, analyze_layers, fit_powerlaw, layer_eigenvalues
-from .store_io import load_context, measure_run
 from ._util import fold_batchnorm, margin_quantile, output_margins
 
 __all__ = [
@@ -61,12 +64,12 @@ __all__ = [
     "labelwise_mixup_accuracy",
     "layer_eigenvalues",
     "list_measures",
-    "load_context",
     "margin_quantile",
-    "measure_run",
     "output_margins",
     "pacbayes_sigma",
+    "per_epoch_measures",
     "path_norm_value",
     "register_measure",
     "spectral_norm",
+    "specs",
 ]

@@ -33,21 +33,28 @@ def _row_value(ctx: MeasureContext, key: str) -> float:
     return value
 
 
-@register_measure("val_loss", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline")
+@register_measure(
+    "val_loss", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline",
+    recorded_as=lambda rows: rows["val_loss"],
+)  # fmt: skip
 def val_loss(ctx: MeasureContext) -> float:
     """Validation cross-entropy stored for this epoch."""
     return _row_value(ctx, "val_loss")
 
 
-@register_measure("val_error", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline")
+@register_measure(
+    "val_error", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline",
+    recorded_as=lambda rows: 1.0 - rows["val_acc"],
+)  # fmt: skip
 def val_error(ctx: MeasureContext) -> float:
     """Validation error 1 - val_acc stored for this epoch."""
     return 1.0 - _row_value(ctx, "val_acc")
 
 
 @register_measure(
-    "train_loss", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline"
-)
+    "train_loss", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline",
+    recorded_as=lambda rows: rows["train_loss"],
+)  # fmt: skip
 def train_loss(ctx: MeasureContext) -> float:
     """Training cross-entropy (full training split) stored for this epoch."""
     return _row_value(ctx, "train_loss")

@@ -10,6 +10,9 @@ the trained model (and the recorded trajectory sum) predicts the gap of ordinary
 * ``mean_grad_sq`` = ||mean_i grad l_i||^2 (the squared norm of the full-batch probe gradient);
 * ``grad_variance`` = ``gn_full - mean_grad_sq`` = mean_i ||grad l_i - mean grad||^2;
 * ``traj_gn`` = sum_t lr_t^2 mean_{i in B_t} ||grad l_i(theta_t)||^2 as stored in ``ctx.row``.
+
+Training records all five at every epoch (``recorded_as``: the stored columns ``gn_full``, ``gn_fc``,
+``gn_full_mean_grad_sq`` and ``traj_gn``).
 """
 
 from __future__ import annotations
@@ -36,35 +39,46 @@ def _gn(ctx: MeasureContext, scope: str) -> GradNorm:
     )  # fmt: skip
 
 
-@register_measure("gn_full", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient")
+@register_measure(
+    "gn_full", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient",
+    recorded_as=lambda rows: rows["gn_full"],
+)  # fmt: skip
 def gn_full(ctx: MeasureContext) -> float:
     """GN: mean per-example squared gradient norm over all trainable parameters on the probe set."""
     return _gn(ctx, "full").mean_sq
 
 
-@register_measure("gn_fc", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient")
+@register_measure(
+    "gn_fc", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient",
+    recorded_as=lambda rows: rows["gn_fc"],
+)  # fmt: skip
 def gn_fc(ctx: MeasureContext) -> float:
     """GN restricted to the classifier head (the last nn.Linear)."""
     return _gn(ctx, "fc").mean_sq
 
 
 @register_measure(
-    "mean_grad_sq", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient"
-)
+    "mean_grad_sq", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient",
+    recorded_as=lambda rows: rows["gn_full_mean_grad_sq"],
+)  # fmt: skip
 def mean_grad_sq(ctx: MeasureContext) -> float:
     """Squared norm of the mean (full-batch) probe gradient, all trainable parameters."""
     return _gn(ctx, "full").mean_grad_sq
 
 
 @register_measure(
-    "grad_variance", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient"
-)
+    "grad_variance", citation=CITATION, needs={"weights", "data"}, higher_means="larger gap", family="gradient",
+    recorded_as=lambda rows: rows["gn_full"] - rows["gn_full_mean_grad_sq"],
+)  # fmt: skip
 def grad_variance(ctx: MeasureContext) -> float:
     """Gradient variance mean_i ||g_i - mean g||^2 = GN - ||mean g||^2 on the probe set."""
     return _gn(ctx, "full").variance
 
 
-@register_measure("traj_gn", citation=CITATION, needs={"trajectory"}, higher_means="larger gap", family="gradient")
+@register_measure(
+    "traj_gn", citation=CITATION, needs={"trajectory"}, higher_means="larger gap", family="gradient",
+    recorded_as=lambda rows: rows["traj_gn"],
+)  # fmt: skip
 def traj_gn(ctx: MeasureContext) -> float:
     """Trajectory GN sum_t lr_t^2 * mean-batch GN, recorded during training (from ctx.row)."""
     value = float(ctx.row["traj_gn"])

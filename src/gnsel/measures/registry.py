@@ -6,6 +6,11 @@ points (``higher_means``, one of :data:`HIGHER_MEANS`). :func:`compute_measure` 
 the call and turns every failure into error text: a measure that cannot be computed for a model (missing
 initial weights, an unsupported layer, a non-positive margin, ...) gives a :class:`MeasureValue` with
 ``value`` NaN and ``error`` set, never an exception.
+
+A measure that training records at every epoch declares how to read it from the stored per-epoch rows
+(``recorded_as``, a function of the epoch rows: a pandas frame or one row mapping);
+:func:`per_epoch_measures` lists those, in registration order. They are the one list of measures a zoo
+can score at every epoch without a model.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry, UnknownNameError
+
 __all__ = [
     "HIGHER_MEANS",
+    "MEASURES",
     "NEEDS",
     "MeasureContext",
     "MeasureError",
@@ -32,7 +40,9 @@ __all__ = [
     "compute_measures",
     "get_measure",
     "list_measures",
+    "per_epoch_measures",
     "register_measure",
+    "specs",
 ]
 
 #: What a measure may need from its :class:`MeasureContext`.
@@ -67,9 +77,9 @@ class MeasureContext:
     ``model`` is the network at the measured epoch, in eval mode; ``init_model`` the same architecture
     with its epoch-0 weights (or None); ``train_data`` an ``(inputs, targets)`` probe subset of the
     training data; ``row`` the stored per-epoch metrics of that run and epoch (``val_loss``, ``traj_gn``,
-    ...); ``config`` the run's configuration dict; ``device`` where :func:`load_context` put the models
-    (measures run where ``model`` lives); ``seed`` seeds every random choice a measure makes.
-    ``options`` holds optional per-measure settings (e.g. ``{"target_drop": 0.05}``); each measure
+    ...); ``config`` the run's configuration dict; ``device`` where
+    :func:`gnsel.zoo.measure.load_context` put the models (measures run where ``model`` lives);
+    ``seed`` seeds every random choice a measure makes. ``options`` holds optional per-measure settings (e.g. ``{"target_drop": 0.05}``); each measure
     documents the keys it reads.
     """
 
@@ -103,6 +113,8 @@ class MeasureValue:
 
 MeasureFn = Callable[[MeasureContext], float]
 F = TypeVar("F", bound=MeasureFn)
+#: Reads a measure from stored per-epoch rows: ``fn(rows)`` with ``rows[column]`` (a frame or a mapping).
+RecordedFn = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,12 @@ class MeasureSpec:
     higher_means: str
     family: str = ""
     summary: str = ""
+    recorded_as: RecordedFn | None = None
+
+    @property
+    def per_epoch(self) -> bool:
+        """True when training records this measure at every epoch (it has a ``recorded_as``)."""
+        return self.recorded_as is not None
 
     def missing(self, ctx: MeasureContext) -> list[str]:
         """The needs ``ctx`` does not satisfy, each with the reason, e.g. ``"init (ctx.init_model is None)"``."""
@@ -127,7 +145,15 @@ class MeasureSpec:
         return out
 
 
-_REGISTRY: dict[str, MeasureSpec] = {}
+class _MeasureRegistry(Registry[MeasureSpec]):
+    """The measure registry; ``pop`` removes an entry like ``unregister`` (tests remove toy measures)."""
+
+    def pop(self, name: str) -> MeasureSpec:
+        return self.unregister(name)
+
+
+MEASURES = _MeasureRegistry("measure")
+_REGISTRY = MEASURES  # shim: tests clean up toy measures with _REGISTRY.pop(name)
 
 
 def _need_missing(need: str, ctx: MeasureContext) -> str | None:
@@ -160,11 +186,14 @@ def register_measure(
     needs: Iterable[str],
     higher_means: str,
     family: str = "",
+    recorded_as: RecordedFn | None = None,
 ) -> Callable[[F], F]:
     """Decorator registering ``fn(ctx) -> float`` as measure ``name`` (a ValueError on a clash or bad spec).
 
     ``citation`` is "Authors year, title"; ``needs`` a subset of :data:`NEEDS`; ``higher_means`` one of
-    :data:`HIGHER_MEANS`; ``family`` groups measures for listing (e.g. ``"norm"``).
+    :data:`HIGHER_MEANS`; ``family`` groups measures for listing (e.g. ``"norm"``). ``recorded_as``
+    declares that training records the measure at every epoch, and how to read it from the stored
+    epoch rows, e.g. ``lambda rows: 1.0 - rows["val_acc"]``.
     """
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(f"measure name must match [a-z_][a-z0-9_]*, got {name!r}")
@@ -178,13 +207,14 @@ def register_measure(
         raise ValueError(f"measure {name!r}: higher_means must be one of {HIGHER_MEANS}, got {higher_means!r}")
 
     def decorator(fn: F) -> F:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing.fn is not fn:
+        if name in MEASURES and MEASURES.get(name).fn is not fn:
             raise ValueError(f"measure {name!r} is already registered")
         doc = (fn.__doc__ or "").strip()
-        _REGISTRY[name] = MeasureSpec(
-            name, fn, citation.strip(), need_set, higher_means, family, doc.splitlines()[0] if doc else ""
+        spec = MeasureSpec(
+            name, fn, citation.strip(), need_set, higher_means, family, doc.splitlines()[0] if doc else "",
+            recorded_as,
         )
+        MEASURES.register(name, spec, replace=True)  # the same function again (a reload) replaces its spec
         return fn
 
     return decorator
@@ -192,15 +222,22 @@ def register_measure(
 
 def list_measures(family: str | None = None) -> list[str]:
     """Sorted names of the registered measures (of one ``family`` if given)."""
-    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
+    return sorted(n for n, s in MEASURES.items() if family is None or s.family == family)
 
 
 def get_measure(name: str) -> MeasureSpec:
     """The :class:`MeasureSpec` of measure ``name`` (ValueError listing the choices if unknown)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown measure {name!r}; choices: {', '.join(list_measures())}") from None
+    if name not in MEASURES:
+        raise UnknownNameError(f"unknown measure {name!r}; choices: {', '.join(list_measures())}")
+    return MEASURES.get(name)
+
+
+def per_epoch_measures() -> dict[str, RecordedFn]:
+    """The measures training records at every epoch: name -> how to read it from the epoch rows.
+
+    In registration order (the order of the per-epoch tables of :mod:`gnsel.zoo.correlate`).
+    """
+    return {n: s.recorded_as for n, s in MEASURES.items() if s.recorded_as is not None}
 
 
 def _sync(model: nn.Module | None) -> None:
@@ -260,4 +297,4 @@ def compute_measures(
 
 def specs() -> Mapping[str, MeasureSpec]:
     """A read-only view of the registry (name -> spec)."""
-    return dict(_REGISTRY)
+    return dict(MEASURES.items())

@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+import torch
 
 from ..config import TrainConfig
+from ..progress import SILENT, Progress
 from ..store import Store
+from ..train import DivergenceError, train
+
+__all__ = ["BuildSummary", "build_zoo", "run_one"]
 
 
 @dataclass
@@ -37,10 +41,6 @@ def run_one(config: dict[str, Any], store_path: str, threads: int = 1) -> tuple[
 
     A diverging run (non-finite loss) or any other error is stored as failed with its reason.
     """
-    import torch
-
-    from ..train import DivergenceError, train
-
     torch.set_num_threads(max(1, threads))
     store = Store(store_path)
     cfg = TrainConfig.from_dict(config)
@@ -76,13 +76,9 @@ def _todo(store: Store, configs: list[TrainConfig], retry_failed: bool) -> tuple
     return todo, len(configs) - len(todo)
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]zoo[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("done [green]{task.fields[done]}[/] failed [red]{task.fields[failed]}[/]"),
-        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-        disable=not enabled,
-    )  # fmt: skip
+def _as_progress(progress: Progress | bool) -> Progress:
+    # shim: the CLI passes a Progress after the merge; until then a bool (tests, study) means no bar
+    return SILENT if isinstance(progress, bool) else progress
 
 
 def build_zoo(
@@ -92,7 +88,7 @@ def build_zoo(
     workers: int | None = None,
     address: str | None = None,
     retry_failed: bool = True,
-    progress: bool = True,
+    progress: Progress | bool = SILENT,
     use_ray: bool | None = None,
     on_result: Callable[[str, str, str | None], None] | None = None,
 ) -> BuildSummary:
@@ -101,6 +97,8 @@ def build_zoo(
     ``address`` connects to a Ray cluster (every node needs gnsel installed and the store path must
     be on a shared file system); without it a local Ray instance with ``workers`` CPUs is started.
     ``workers=1`` without an address trains in this process, without Ray, unless ``use_ray``.
+    ``progress`` gets one bar, ``zoo``, over all configurations (finished ones counted as done), advanced
+    once per run with the note ``done N failed M``.
     """
     store_path = str(Path(store_path).resolve())
     store = Store(store_path)
@@ -108,8 +106,7 @@ def build_zoo(
     summary = BuildSummary(total=len(configs), skipped=skipped)
     t0 = time.perf_counter()
     workers = workers or max(1, min(os.cpu_count() or 1, len(todo) or 1))
-    with _progress(progress) as bar:
-        task = bar.add_task("zoo", total=len(configs), completed=skipped, done=skipped, failed=0)
+    with _as_progress(progress).task("zoo", total=len(configs), done=skipped) as bar:
 
         def record(rid: str, status: str, error: str | None) -> None:
             if status == "failed":
@@ -117,7 +114,7 @@ def build_zoo(
                 summary.errors[rid] = error or ""
             else:
                 summary.done += 1
-            bar.update(task, advance=1, done=skipped + summary.done, failed=summary.failed)
+            bar.advance(1, f"done {skipped + summary.done} failed {summary.failed}")
             if on_result is not None:
                 on_result(rid, status, error)
 
@@ -137,7 +134,7 @@ def _run_on_ray(
     todo: list[TrainConfig], store_path: str, workers: int, address: str | None,
     record: Callable[[str, str, str | None], None],
 ) -> None:  # fmt: skip
-    import ray
+    import ray  # heavy: ray (only when the build runs on Ray)
 
     started = False
     if not ray.is_initialized():

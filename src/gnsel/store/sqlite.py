@@ -1,195 +1,47 @@
-"""SQLite store of runs, per-epoch metrics, cached measures and checkpoints.
+"""The SQLite :class:`Store`: runs, per-epoch metrics, cached measures, and where checkpoints live.
 
-One SQLite file holds everything a grid of training runs produces:
-
-* ``runs``     — one row per config, keyed by :func:`config_hash`, with its lifecycle
-  (``pending`` → ``running`` → ``done`` | ``failed``);
-* ``epochs``   — one row per (run, epoch); metrics are real ``REAL`` columns, added with
-  ``ALTER TABLE`` the first time a new metric name is seen;
-* ``measures`` — a cache of (run, epoch, measure) values computed later from checkpoints;
-* ``meta``     — the schema version.
-
-Several processes (e.g. Ray workers) may write concurrently: the file is in WAL mode,
-every connection has a busy timeout, and every write is one short ``BEGIN IMMEDIATE``
-transaction retried on ``database is locked``. A process killed mid-write leaves either
-all or none of that transaction's rows. ``synchronous=NORMAL`` keeps committed data safe
-across process crashes; a power loss may roll back the last few commits, never corrupt.
-
-A :class:`Store` pickles as its path only and opens one connection lazily per process,
-so it can be handed to worker processes. Checkpoints are ``torch.save`` files written
-atomically under ``<db dir>/checkpoints/<run_id>/epoch_<k>.pt`` and read back with
-``torch.load(..., weights_only=True)``.
+See :mod:`gnsel.store` for the tables and the concurrency guarantees.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import operator
 import os
 import random
-import re
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from .checkpoints import load_state, remove_states, save_state, saved_epochs
+from .export import check_formats, write_frames
+from .keys import _json_default, canonical_json, config_hash
+from .schema import (
+    _CHUNK,
+    _EPOCH_KEYS,
+    _MEASURE_COLUMNS,
+    _RUN_COLUMNS,
+    _SCHEMA,
+    SCHEMA_VERSION,
+    _check_column,
+    _is_busy,
+    _now,
+    _to_int,
+    _to_real,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "Store", "config_hash", "canonical_json"]
-
-SCHEMA_VERSION = 1
-STATUSES = ("pending", "running", "done", "failed")
-
-_COLUMN_RE = re.compile(r"[a-z_][a-z0-9_]*")
-_EPOCH_KEYS = ("run_id", "epoch")
-_CKPT_RE = re.compile(r"epoch_(\d+)\.pt")
-_CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
-_RUN_COLUMNS = (
-    "run_id", "status", "error", "attempts", "started_at", "finished_at",
-    "seconds", "checkpoint_dir", "config_json", "extra_json",
-)
-_MEASURE_COLUMNS = ("run_id", "epoch", "measure", "value", "error", "seconds")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id         TEXT PRIMARY KEY,
-    config_json    TEXT NOT NULL,
-    status         TEXT NOT NULL DEFAULT 'pending'
-                   CHECK (status IN ('pending', 'running', 'done', 'failed')),
-    error          TEXT,
-    attempts       INTEGER NOT NULL DEFAULT 0,
-    started_at     TEXT,
-    finished_at    TEXT,
-    seconds        REAL,
-    checkpoint_dir TEXT,
-    extra_json     TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL,
-    epoch  INTEGER NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS measures (
-    run_id  TEXT NOT NULL,
-    epoch   INTEGER NOT NULL,
-    measure TEXT NOT NULL,
-    value   REAL,
-    error   TEXT,
-    seconds REAL,
-    PRIMARY KEY (run_id, epoch, measure)
-);
-"""
+__all__ = ["Store"]
 
 # Connections inherited through fork() must never be used nor closed by the child:
 # they are parked here so that garbage collection does not close them either.
 _ABANDONED: list[sqlite3.Connection] = []
 
 T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def _json_default(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, paths, mappings and sets to JSON-able values."""
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays, 0-d tensors
-        return obj.tolist()
-    raise TypeError(f"config value of type {type(obj).__name__} is not JSON serialisable")
-
-
-def canonical_json(config: Mapping[str, Any]) -> str:
-    """Canonical JSON of a config: sorted keys, no whitespace, floats as ``repr``."""
-    return json.dumps(dict(config), sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """First 16 hex chars of the sha256 of :func:`canonical_json` of the full config (a run's id)."""
-    from .config import config_hash as _hash
-
-    return _hash(config)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _now() -> str:
-    """Current UTC time as an ISO-8601 string with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _check_column(name: str) -> str:
-    """Return ``name`` if it is a valid metric column name, else raise ValueError."""
-    if not isinstance(name, str) or not _COLUMN_RE.fullmatch(name):
-        raise ValueError(f"invalid metric name {name!r}: must match [a-z_][a-z0-9_]*")
-    if name in _EPOCH_KEYS:
-        raise ValueError(f"metric name {name!r} is reserved")
-    return name
-
-
-def _to_real(key: str, value: Any) -> float | None:
-    """Coerce a metric value (number, bool, numpy/torch scalar or None) to float."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"metric {key!r} must be a number or None, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metric {key!r} must be a number or None, got {value!r}") from exc
-
-
-def _to_int(name: str, value: Any) -> int:
-    """Coerce an epoch index (int or numpy integer, not bool) to int."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from exc
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Whether an OperationalError is a transient lock/busy error worth retrying."""
-    msg = str(exc).lower()
-    return "locked" in msg or "busy" in msg
-
-
-def _export_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Make object columns CSV/Parquet-portable: lists/dicts and mixed types become JSON text."""
-    out = df.copy()
-    for col in out.columns:
-        if out[col].dtype != object:
-            continue
-        values = out[col].dropna()
-        types = {type(v) for v in values}
-        nested = any(issubclass(t, (list, tuple, dict)) for t in types)
-        if not nested and (len(types) <= 1 or types <= {int, float}):
-            continue
-        out[col] = out[col].map(
-            lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v))
-            else json.dumps(v, sort_keys=True, default=_json_default)
-        )
-    return out
-
-
-# --------------------------------------------------------------------------- store
 
 
 class Store:
@@ -342,7 +194,7 @@ class Store:
 
     def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run one read-only query into a DataFrame."""
-        import pandas as pd
+        import pandas as pd  # heavy: pandas (writers in worker processes never read frames)
 
         with self._lock:
             conn = self._connection()
@@ -402,9 +254,7 @@ class Store:
         if not claimed:
             return False
         if ckpt_dir:
-            for path in Path(ckpt_dir).glob("epoch_*.pt"):
-                if _CKPT_RE.fullmatch(path.name):
-                    path.unlink(missing_ok=True)
+            remove_states(Path(ckpt_dir))
         return True
 
     def finish_run(self, run_id: str, seconds: float, extra: Mapping[str, Any] | None = None) -> None:
@@ -608,25 +458,12 @@ class Store:
         root: str | os.PathLike[str] | None = None,
     ) -> Path:
         """Atomically ``torch.save`` a state dict to ``<root>/<run_id>/epoch_<k>.pt``; return its path."""
-        import torch
-
         epoch = _to_int("epoch", epoch)
         if self.run_status(run_id) is None:
             raise KeyError(f"unknown run {run_id!r}")
         directory = (Path(root) if root is not None else self.path.parent / "checkpoints") / run_id
         directory = directory.resolve()
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"epoch_{epoch}.pt"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".epoch_{epoch}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state_dict, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = save_state(directory, epoch, state_dict)
         self._update_run(run_id, "checkpoint_dir = ?", (str(directory),))
         return target
 
@@ -638,20 +475,14 @@ class Store:
         root: str | os.PathLike[str] | None = None,
     ) -> dict[str, Any]:
         """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary pickles)."""
-        import torch
-
         path = self._checkpoint_dir(run_id, root) / f"epoch_{_to_int('epoch', epoch)}.pt"
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint for run {run_id!r} at epoch {epoch}: {path}")
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return load_state(path, map_location)
 
     def checkpoint_epochs(self, run_id: str, root: str | os.PathLike[str] | None = None) -> list[int]:
         """Sorted epochs for which the run has a checkpoint file."""
-        directory = self._checkpoint_dir(run_id, root)
-        if not directory.is_dir():
-            return []
-        found = (_CKPT_RE.fullmatch(p.name) for p in directory.iterdir())
-        return sorted(int(m.group(1)) for m in found if m)
+        return saved_epochs(self._checkpoint_dir(run_id, root))
 
     # -- reading -------------------------------------------------------------------
 
@@ -665,7 +496,7 @@ class Store:
         float_cols: Iterable[str] = (),
     ) -> pd.DataFrame:
         """Run ``select`` filtered by ``where`` and (chunked) run ids; concat the parts."""
-        import pandas as pd
+        import pandas as pd  # heavy: pandas (writers in worker processes never read frames)
 
         def query(extra: list[str], extra_params: list[Any]) -> pd.DataFrame:
             clauses = where + extra
@@ -688,7 +519,7 @@ class Store:
 
     def runs_frame(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
         """Runs (optionally filtered by status) with the config flattened into ``cfg.*`` columns."""
-        import pandas as pd
+        import pandas as pd  # heavy: pandas (writers in worker processes never read frames)
 
         where, params = [], []
         if status is not None:
@@ -725,25 +556,10 @@ class Store:
         self, out_dir: str | os.PathLike[str], formats: Iterable[str] = ("csv", "parquet")
     ) -> list[Path]:
         """Write runs/epochs/measures as ``.csv`` and/or ``.parquet`` into ``out_dir``; return the paths."""
-        formats = list(formats)
-        unknown = set(formats) - {"csv", "parquet"}
-        if unknown:
-            raise ValueError(f"unknown export format(s) {sorted(unknown)}; use 'csv' and/or 'parquet'")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        formats = check_formats(formats)
         frames = {
             "runs": self.runs_frame(),
             "epochs": self.epochs_frame(),
             "measures": self.get_measures(),
         }
-        paths: list[Path] = []
-        for name, df in frames.items():
-            df = _export_safe(df)
-            for fmt in formats:
-                path = out / f"{name}.{fmt}"
-                if fmt == "csv":
-                    df.to_csv(path, index=False)
-                else:
-                    df.to_parquet(path, index=False)
-                paths.append(path)
-        return paths
+        return write_frames(frames, out_dir, formats)
