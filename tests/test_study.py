@@ -118,7 +118,9 @@ def test_correlation_tables_hold_measured_scores_with_intervals(study):
     assert len(ok) >= 7
     assert (ok["kendall_low"] <= ok["kendall"] + 1e-12).all() and (ok["kendall"] <= ok["kendall_high"] + 1e-12).all()
     assert ok["kendall"].between(-1, 1).all()
-    assert (ok.drop(index="pacbayes_flatness")["models"] == 12).all()  # it fails on some models, see the notes
+    # pacbayes_flatness fails on models that never learned (no accuracy drop to find); with fewer than two scored
+    # models it has no interval and is not in ok
+    assert (ok.drop(index="pacbayes_flatness", errors="ignore")["models"] == 12).all()
     phases = pd.read_csv(result.files["tables"] / "correlation_phases.csv")
     assert list(dict.fromkeys(phases["phase"])) == ["early", "middle", "final"]
     assert set(phases["measure"]) == {"gn_full", "gn_fc", "traj_gn", "val_loss"}
