@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 
-from ..store import canonical_json
+from ..keys import canonical_json
 from ._util import model_of, trainable_params
 from .registry import MeasureContext, MissingNeedError, register_measure
 

@@ -21,7 +21,7 @@ atomically under ``<db dir>/checkpoints/<run_id>/epoch_<k>.pt`` and read back wi
 ``torch.load(..., weights_only=True)``.
 """
 
-from .keys import canonical_json, config_hash
+from ..keys import canonical_json, config_hash
 from .schema import SCHEMA_VERSION, STATUSES
 from .sqlite import Store
 

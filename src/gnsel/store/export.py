@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .keys import _json_default
+from ..keys import json_default as _json_default
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .checkpoints import load_state, remove_states, save_state, saved_epochs
 from .export import check_formats, write_frames
-from .keys import _json_default, canonical_json, config_hash
+from ..keys import canonical_json, config_hash
+from ..keys import json_default as _json_default
 from .schema import (
     _CHUNK,
     _EPOCH_KEYS,
