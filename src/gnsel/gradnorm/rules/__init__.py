@@ -5,7 +5,7 @@ BatchNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm, Embedding, MultiheadAttention.
 """
 
 # Registration order is the listing order of ``registered_types()``: keep these in this order.
-from . import linear  # noqa: F401, I001  (registers nn.Linear)
+from . import linear  # noqa: F401  (registers nn.Linear)
 from . import conv  # noqa: F401  (registers nn.Conv1d/2d/3d)
 from . import norm  # noqa: F401  (registers BatchNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm)
 from . import embedding  # noqa: F401  (registers nn.Embedding)
