@@ -66,6 +66,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
 
 try:
     import gnsel
@@ -210,8 +211,6 @@ def vmap_chunk(case: Case) -> int | None:
 
 
 def prep_vmap(case: Case, opts: dict) -> Prepared:
-    from torch.func import functional_call, grad, vmap
-
     model = case.model
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
@@ -231,6 +230,7 @@ def prep_vmap(case: Case, opts: dict) -> Prepared:
 
 
 def prep_backpack(case: Case, opts: dict) -> Prepared:
+    # optional: BackPACK is only needed for its own column
     from backpack import backpack, extend
     from backpack.extensions import BatchL2Grad
 
@@ -255,7 +255,7 @@ def prep_backpack(case: Case, opts: dict) -> Prepared:
 
 def _opacus_validator_summary(model: nn.Module) -> str:
     """Opacus' own verdict on the model (``ModuleValidator``), one short line."""
-    from opacus.validators import ModuleValidator
+    from opacus.validators import ModuleValidator  # optional: Opacus is only needed for its own column
 
     counts: dict[str, int] = {}
     for err in ModuleValidator.validate(copy.deepcopy(model).train(), strict=False):
@@ -265,7 +265,7 @@ def _opacus_validator_summary(model: nn.Module) -> str:
 
 
 def prep_opacus(case: Case, opts: dict) -> Prepared:
-    from opacus.grad_sample import GradSampleModuleFastGradientClipping
+    from opacus.grad_sample import GradSampleModuleFastGradientClipping  # optional: as above
 
     model = copy.deepcopy(case.model)
 
@@ -634,7 +634,7 @@ def markdown_table(rows: list[list[str]]) -> str:
 
 
 def print_table(rows: list[list[str]], title: str) -> None:
-    try:
+    try:  # optional: a plain markdown table without Rich
         from rich.console import Console
         from rich.table import Table
     except ImportError:

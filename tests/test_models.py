@@ -203,10 +203,9 @@ def test_register_model_decorator():
         with pytest.raises(TypeError):
             register_model("_test_bad")(lambda num_classes, input_shape, depth: nn.Identity())
     finally:
-        _registry._REGISTRY.pop(name, None)
-        _registry._DEFAULTS.pop(name, None)
-        _registry._REGISTRY.pop("_test_bad", None)
-        _registry._DEFAULTS.pop("_test_bad", None)
+        for key in (name, "_test_bad"):  # the registry is one Registry now, not two dicts
+            if key in _registry.MODELS:
+                _registry.MODELS.unregister(key)
     assert name not in list_models()
 
 

@@ -30,7 +30,7 @@ _EXCLUDED_ARGS = {"url", "seed"}
 
 def mnist1d_args(num_samples: int = 10000, data_seed: int = 42, **overrides) -> dict:
     """mnist1d generation arguments (``get_dataset_args`` defaults) with ``num_samples``/seed/overrides applied."""
-    from mnist1d.data import get_dataset_args
+    from mnist1d.data import get_dataset_args  # heavy: mnist1d imports matplotlib
 
     args = get_dataset_args(as_dict=True)
     unknown = set(overrides) - (set(args) - _EXCLUDED_ARGS)
@@ -53,6 +53,7 @@ def mnist1d_cache_path(args: dict, root: Path | None = None) -> Path:
 
 def _generate(args: dict) -> dict[str, np.ndarray]:
     """Run ``mnist1d.data.make_dataset`` without leaking its global RNG seeding."""
+    # heavy: mnist1d imports matplotlib; only needed when the cache misses
     from mnist1d import data as m1d_data
     from mnist1d.utils import ObjectView
 

@@ -2,7 +2,8 @@
 
 A registered builder is a callable ``builder(*, seed, root, download, **kwargs) -> RawData``
 returning unnormalised data; :func:`load_dataset` applies the shared split /
-subsample / normalisation logic from :mod:`gnsel.data.splits`.
+subsample / normalisation logic from :mod:`gnsel.data.splits`. The builders live in one
+:class:`~gnsel.registry.Registry`, ``DATASETS``, under lower-case names.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..registry import Registry, UnknownNameError
 from .splits import DatasetSplits, RawData, make_splits
 
-__all__ = ["DatasetNotFoundError", "default_root", "list_datasets", "load_dataset", "register_dataset"]
+__all__ = ["DATASETS", "DatasetNotFoundError", "default_root", "list_datasets", "load_dataset", "register_dataset"]
 
 DEFAULT_DATASET = "mnist1d"
 
 Builder = Callable[..., RawData]
-_REGISTRY: dict[str, Builder] = {}
+DATASETS: Registry[Builder] = Registry("dataset")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -39,17 +41,16 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
     key = name.lower()
 
     def deco(fn: Builder) -> Builder:
-        if key in _REGISTRY and _REGISTRY[key] is not fn:
+        if key in DATASETS and DATASETS.get(key) is not fn:  # the message names ``name`` as given
             raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[key] = fn
-        return fn
+        return DATASETS.register(key, fn)
 
     return deco
 
 
 def list_datasets() -> list[str]:
     """Sorted names of all registered datasets."""
-    return sorted(_REGISTRY)
+    return sorted(DATASETS.names())
 
 
 def load_dataset(
@@ -64,8 +65,8 @@ def load_dataset(
 ) -> DatasetSplits:
     """Load dataset ``name`` as normalised train/val/test splits derived from ``seed``."""
     key = str(name).lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; choices: {', '.join(list_datasets())}")
+    if key not in DATASETS:
+        raise UnknownNameError(f"unknown dataset {name!r}; choices: {', '.join(list_datasets())}")
     root_path = Path(root).expanduser() if root is not None else None
-    raw = _REGISTRY[key](seed=seed, root=root_path, download=download, **kwargs)
+    raw = DATASETS.get(key)(seed=seed, root=root_path, download=download, **kwargs)
     return make_splits(raw, name=key, seed=seed, n_train=n_train, n_val=n_val)

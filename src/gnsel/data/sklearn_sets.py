@@ -30,7 +30,7 @@ def build_digits(
 ) -> RawData:
     """scikit-learn 8x8 digits (1797 images, ships with sklearn): input shape (1, 8, 8), 10 classes, fixed test split."""
     del seed, root, download
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy: scikit-learn takes seconds to import
 
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -196,8 +197,6 @@ def gradient_norm(
     dev = resolve_device(device)
     params_here = resolve_scope(model, scope)  # validate before any work
     if _device_of(model) != dev:
-        import copy
-
         model = copy.deepcopy(model).to(dev)
     t0 = time.perf_counter()
     total = torch.zeros((), dtype=torch.float64)

@@ -3,7 +3,7 @@
 Forward hooks keep each parametrised layer's input and put a hook on its output; the backward pass
 is taken with respect to a few *anchors* only (never all parameters), so autograd computes the
 gradients of activations and skips parameter gradients, as far as the graph allows. When a layer's
-output gradient arrives, its rule (``rules``) turns input and output gradient into per-example
+output gradient arrives, its rule (``rules/``) turns input and output gradient into per-example
 squared norms right away and lets both go, so memory stays close to a training step's.
 
 Anchors: a layer's backward node runs if the loss depends, through it, on some anchor. Parameters
@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from .contrib import Contribution, chunk_budget, combined_sq_norms
-from .errors import GradNormError
+from .errors import GradNormError, NonFiniteLossError
 from .fallback import batch_dim, fallback_contributions, warn_fallback
-from .rules import find_rule
+from .rules import lookup_rule
 from .tracking import ForwardTracker, _tensors
 
 
@@ -209,7 +209,7 @@ class GradNormHooks:
                 self._unbatched.add(mod)
                 return None
             if is_owner:
-                if find_rule(mod) is None:
+                if lookup_rule(mod) is None:
                     warn_fallback(mod)
                 self._calls.append(call)
                 self._hook_outputs(call)
@@ -233,7 +233,7 @@ class GradNormHooks:
         """A call on a batch of one that the model broadcasts over the batch (a positional embedding
         of ``arange(T)[None]``): expand its input and output to the batch, so that its per-example
         gradients arrive unreduced. Broadcasting against batched tensors is unchanged by this."""
-        if not self.batch or self.batch == 1 or batch_dim(call.module) != 0 or find_rule(call.module) is None:
+        if not self.batch or self.batch == 1 or batch_dim(call.module) != 0 or lookup_rule(call.module) is None:
             return None
         out = call.output
         if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != 1:
@@ -333,8 +333,8 @@ class GradNormHooks:
     def _adopt(self, a: nn.Module, param: nn.Parameter) -> None:
         """Measure ``param`` through ``a``'s calls: every use inside ``a`` is then included."""
         name = next(n for n, q in a.named_parameters(remove_duplicate=False) if q is param)
-        rule = find_rule(a)
-        if getattr(rule, "covers_children", False) and name not in self._owned.get(a, []):
+        rule = lookup_rule(a)
+        if rule is not None and rule.covers_children and name not in self._owned.get(a, []):
             own_calls = [c for c in self._calls if c.module is a]
             if own_calls and "." in name:  # e.g. MultiheadAttention's out_proj: the rule covers it
                 for c in own_calls:
@@ -389,19 +389,19 @@ class GradNormHooks:
 
     # ----------------------------------------------------------- during backward
     def _streamable(self, call: _Call) -> bool:
-        if call.adopter or find_rule(call.module) is None:
+        if call.adopter or lookup_rule(call.module) is None:
             return False
         if not isinstance(call.output, Tensor) and sum(1 for _ in _tensors(call.output)) != 1:
             return False  # several outputs: wait until all their gradients are in
         return all(self._uses.get(id(p), 1) == 1 for p in self._call_params(call))
 
     def _contributions(self, call: _Call) -> dict[str, Contribution]:
-        rule = find_rule(call.module)
+        rule = lookup_rule(call.module)
         if rule is not None and not call.adopter and set(call.grads) == {0}:
             try:
-                if getattr(rule, "needs_kwargs", False):
-                    return rule(call.module, call.args, call.grads[0], call.names, call.kwargs)
-                return rule(call.module, call.args, call.grads[0], call.names)
+                if rule.needs_kwargs:
+                    return rule.fn(call.module, call.args, call.grads[0], call.names, call.kwargs)
+                return rule.fn(call.module, call.args, call.grads[0], call.names)
             except NotImplementedError:
                 pass  # a configuration the rule does not cover: exact fallback below
         self.active = False
@@ -502,6 +502,4 @@ def check_finite(losses: Tensor) -> None:
     """Raise ``NonFiniteLossError`` naming the examples whose loss is not finite."""
     bad = ~torch.isfinite(losses.detach())
     if bool(bad.any()):
-        from .errors import NonFiniteLossError
-
         raise NonFiniteLossError(bad.nonzero().flatten().tolist(), losses.shape[0])

@@ -7,21 +7,23 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..registry import Registry
 from .errors import GradNormError
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
+LOSSES: Registry[LossFn] = Registry("loss")
 
+
+@LOSSES.register("cross_entropy")
 def _cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(outputs, targets, reduction="none")
 
 
+@LOSSES.register("mse")
 def _mse(outputs: Tensor, targets: Tensor) -> Tensor:
     diff = outputs - targets.reshape(outputs.shape).to(outputs.dtype)
     return diff.pow(2).reshape(diff.shape[0], -1).sum(1)
-
-
-LOSSES: dict[str, LossFn] = {"cross_entropy": _cross_entropy, "mse": _mse}
 
 
 def resolve_loss(loss: str | LossFn) -> LossFn:
@@ -29,5 +31,5 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
     if callable(loss):
         return loss
     if loss in LOSSES:
-        return LOSSES[loss]
+        return LOSSES.get(loss)
     raise GradNormError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or pass a callable")

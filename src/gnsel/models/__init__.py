@@ -9,9 +9,18 @@ model returns exactly that layer's output (logits of shape (B, num_classes)).
 
 from __future__ import annotations
 
-# Importing the model modules registers their builders.
-from . import cnn, mlp, mobilenet, resnet, transformer, vgg  # noqa: F401
+# Each model module registers its builders in ``registry.MODELS`` when imported; nothing else
+# is taken from them here.
+from . import cnn as _cnn  # noqa: F401  (registers "cnn1d", "lenet5")
+from . import mlp as _mlp  # noqa: F401  (registers "mlp")
+from . import mobilenet as _mobilenet  # noqa: F401  (registers "mobilenetv2")
+from . import resnet as _resnet  # noqa: F401  (registers "resnet20", "resnet18")
+from . import transformer as _transformer  # noqa: F401  (registers "transformer")
+from . import vgg as _vgg  # noqa: F401  (registers "vgg11", "vgg16")
 from .registry import (
+    MODELS,
+    check_model_kwarg,
+    check_model_kwargs,
     classifier_head,
     create_model,
     list_models,
@@ -20,9 +29,12 @@ from .registry import (
 )
 
 __all__ = [
+    "MODELS",
     "register_model",
     "list_models",
     "create_model",
     "model_defaults",
+    "check_model_kwarg",
+    "check_model_kwargs",
     "classifier_head",
 ]

@@ -3,29 +3,35 @@
 A builder is a function ``builder(num_classes, input_shape, *, hp1=default1, ...) -> nn.Module``
 whose hyper-parameters are all keyword-only with defaults, so that ``model_defaults`` can list
 them and ``create_model`` can validate a configuration (e.g. from a grid or YAML) before building.
+The builders live in one :class:`~gnsel.registry.Registry`, ``MODELS``; their hyper-parameters
+are read from their signatures (checked once, at registration).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from torch import nn
 
+from ..registry import Registry, UnknownNameError
+
 __all__ = [
+    "MODELS",
     "register_model",
     "list_models",
     "create_model",
     "model_defaults",
+    "check_model_kwarg",
+    "check_model_kwargs",
     "classifier_head",
 ]
 
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
 
-_REGISTRY: dict[str, Builder] = {}
-_DEFAULTS: dict[str, dict[str, Any]] = {}
+MODELS: Registry[Builder] = Registry("model")
 
 
 def _keyword_defaults(name: str, fn: Builder) -> dict[str, Any]:
@@ -59,35 +65,32 @@ def register_model(name: str) -> Callable[[B], B]:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
 
     def decorator(fn: B) -> B:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing is not fn:
+        if name in MODELS and MODELS.get(name) is not fn:
             raise ValueError(f"model {name!r} is already registered")
-        _DEFAULTS[name] = _keyword_defaults(name, fn)
-        _REGISTRY[name] = fn
-        return fn
+        _keyword_defaults(name, fn)  # a builder of the wrong form is refused here, not when used
+        return MODELS.register(name, fn)
 
     return decorator
 
 
 def list_models() -> list[str]:
     """Return the sorted names of all registered models."""
-    return sorted(_REGISTRY)
+    return sorted(MODELS.names())
 
 
-def _check_name(name: str) -> None:
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown model {name!r}; valid choices: {', '.join(list_models())}"
-        )
+def _builder(name: str) -> Builder:
+    """The builder of model ``name``; ``UnknownNameError`` (a ValueError) listing the choices."""
+    if name not in MODELS:
+        raise UnknownNameError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
+    return MODELS.get(name)
 
 
 def model_defaults(name: str) -> dict[str, Any]:
     """Return the keyword hyper-parameters model ``name`` accepts, with their defaults."""
-    _check_name(name)
-    return dict(_DEFAULTS[name])
+    return _keyword_defaults(name, _builder(name))
 
 
-def _check_value(model: str, key: str, value: Any, default: Any) -> None:
+def check_model_kwarg(model: str, key: str, value: Any, default: Any) -> None:
     """Light type check of a hyper-parameter against the type of its default."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -110,6 +113,23 @@ def _check_value(model: str, key: str, value: Any, default: Any) -> None:
         )
 
 
+_check_value = check_model_kwarg  # the old private name (gnsel.config imports it until the merge)
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``kwargs`` against model ``name``'s hyper-parameters (names, then types); its defaults."""
+    defaults = model_defaults(name)
+    unknown = [k for k in kwargs if k not in defaults]
+    if unknown:
+        raise ValueError(
+            f"unknown keyword(s) {', '.join(map(repr, unknown))} for model {name!r}; "
+            f"accepted: {', '.join(defaults) or '(none)'}"
+        )
+    for k, v in kwargs.items():
+        check_model_kwarg(name, k, v, defaults[k])
+    return defaults
+
+
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
         raise ValueError(f"input_shape must be a tuple of ints, got {input_shape!r}")
@@ -128,20 +148,12 @@ def create_model(
     name: str, *, num_classes: int, input_shape: tuple[int, ...], **kwargs: Any
 ) -> nn.Module:
     """Build model ``name`` for ``num_classes`` classes and per-example ``input_shape``."""
-    _check_name(name)
-    defaults = _DEFAULTS[name]
-    unknown = [k for k in kwargs if k not in defaults]
-    if unknown:
-        raise ValueError(
-            f"unknown keyword(s) {', '.join(map(repr, unknown))} for model {name!r}; "
-            f"accepted: {', '.join(defaults) or '(none)'}"
-        )
-    for k, v in kwargs.items():
-        _check_value(name, k, v, defaults[k])
+    builder = _builder(name)
+    check_model_kwargs(name, kwargs)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     shape = _check_input_shape(input_shape)
-    return _REGISTRY[name](num_classes, shape, **kwargs)
+    return builder(num_classes, shape, **kwargs)
 
 
 def classifier_head(model: nn.Module) -> nn.Linear:

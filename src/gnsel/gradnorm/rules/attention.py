@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .contrib import Contribution, Dense, Outer
-from .rules import register_rule
+from ..contrib import Contribution, Dense, Outer
+from .registry import register_rule
 
 
 def _merged_mask(
@@ -52,7 +52,7 @@ def _attend(mod: nn.MultiheadAttention, qp: Tensor, kp: Tensor, vp: Tensor, mask
     return out.transpose(1, 2).reshape(b, l, -1)
 
 
-@register_rule(nn.MultiheadAttention)
+@register_rule(nn.MultiheadAttention, covers_children=True, needs_kwargs=True)
 def mha_rule(module: nn.MultiheadAttention, inputs: tuple, grad: Tensor, names: list[str], kwargs: dict | None = None) -> dict[str, Contribution]:
     """In- and out-projection gradients per example from one local recomputation of the attention."""
     kwargs = dict(kwargs or {})
@@ -119,6 +119,3 @@ def mha_rule(module: nn.MultiheadAttention, inputs: tuple, grad: Tensor, names: 
         out["out_proj.bias"] = Dense(grad.sum(1))
     return out
 
-
-mha_rule.covers_children = True  # type: ignore[attr-defined]
-mha_rule.needs_kwargs = True  # type: ignore[attr-defined]
