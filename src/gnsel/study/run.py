@@ -72,15 +72,16 @@ def _ranked(rank: str) -> list[tuple[str, StudyPart]]:
     return sorted(PARTS.items(), key=lambda item: getattr(item[1], rank))
 
 
-def _as_progress(progress: Progress | bool, console: Any) -> Progress:
-    """The Progress to report to: ``progress`` itself, or (shim) a Rich ``console`` with bars if ``progress``."""
-    if not isinstance(progress, bool):
+def _as_progress(progress: Progress | bool | None, console: Any) -> Progress:
+    """The Progress to report to: ``progress`` itself, or (shim) a Rich ``console``, with bars unless
+    ``progress`` is False; without either, none."""
+    if progress is not None and not isinstance(progress, bool):
         return progress
     if console is None:
         return SILENT
     from .console_shim import ConsoleProgress  # shim: the CLI passes a Progress after the merge
 
-    return ConsoleProgress(console, bars=progress)
+    return ConsoleProgress(console, bars=progress is not False)
 
 
 def run_study(
@@ -91,14 +92,14 @@ def run_study(
     address: str | None = None,
     device: str | None = None,
     workers: int | None = None,
-    progress: Progress | bool = SILENT,
+    progress: Progress | bool | None = None,
     console: Any = None,  # shim: the CLI passes a Progress after the merge
     on_step: Callable[[str], None] | None = None,
 ) -> StudyResult:
     """Run the study's parts (all, or ``parts``), reusing finished work, and write the report into ``out``.
 
     Progress lines and bars go to ``progress`` (default: none). Until the CLI passes a Progress, a Rich
-    ``console`` may be given instead, with ``progress`` a bool saying whether to draw bars.
+    ``console`` may be given instead (shim), with ``progress=False`` for no bars.
     """
     spec = preset if isinstance(preset, StudySpec) else load_study(preset)
     todo = parse_parts(parts)
