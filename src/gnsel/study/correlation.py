@@ -43,7 +43,8 @@ class CorrelationPart(StudyPart):
         if scores is None or "gn_full" not in scores.index:
             return []
         r = scores.loc["gn_full"]
-        text = f"exact GN ranks the trained models by gap with Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)}"
+        tau = ci_text(r.kendall, r.kendall_low, r.kendall_high)
+        text = f"exact GN ranks the trained models by gap with Kendall tau {tau}"
         if "traj_gn" in scores.index:
             t = scores.loc["traj_gn"]
             text += f" (trajectory GN, the bound's quantity: {ci_text(t.kendall, t.kendall_low, t.kendall_high)})"

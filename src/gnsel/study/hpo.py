@@ -27,8 +27,6 @@ from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 BASELINE = "val_loss"
 GN_ALONE = ("gn_full", "gn_fc", "traj_gn")  # objectives that are GN and nothing else
-
-
 _REPLAY_DEFAULTS = {"algorithms": ["grid", "random", "tpe", "hyperband", "bohb"], "objectives": ["val_loss"],
                     "seeds": 50, "budget": None}  # fmt: skip
 _LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
@@ -59,7 +57,8 @@ class HpoPart(StudyPart):
             check_positive(live[key], f"hpo.live.{key}")
         for alg in live["algorithms"]:
             if alg not in LIVE_ALGORITHMS:
-                raise ValueError(f"hpo.live.algorithms: unknown algorithm {alg!r}; choices: {', '.join(LIVE_ALGORITHMS)}")
+                raise ValueError(f"hpo.live.algorithms: unknown algorithm {alg!r}; "
+                                 f"choices: {', '.join(LIVE_ALGORITHMS)}")
         for text in live["objectives"]:
             parse_objective(text)
         if not any(_live_pair_ok(space, a, o) for a in live["algorithms"] for o in live["objectives"]):
