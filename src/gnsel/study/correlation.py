@@ -7,10 +7,9 @@ bootstrap intervals to the Kendall taus and follows the epoch-wise measures thro
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
-
-from typing import Any
 
 from ..correlate import EPOCH_MEASURES, correlate, target_values
 from ..report import Figure, Finding, Section, Table
