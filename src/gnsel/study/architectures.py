@@ -11,31 +11,45 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..analysis import conditional_mutual_information
 from ..correlate import correlate
 from ..measures import get_measure
 from ..measures.store_io import measure_run
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from ..zoo.grid import load_grid
-from .common import (
-    StudyContext,
-    build_zoo_store,
-    ci_text,
-    kendall_ci,
-    sign_of,
-    slug,
-    verdict_of,
-)
+from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, slug, verdict_of
+from .part import StudyContext, StudyPart, check_positive, study_part
 
 ZERO_COST = ("grad_norm", "snip", "synflow", "jacob_cov", "nwot")
 #: The comparison groups the issue names, by measure family (the PGDL winner is ``db_mixup``).
 GROUPS = {"gradient": "GN and gradient", "zero_cost": "zero-cost proxy", "norm": "norm", "flatness": "flatness",
           "spectral": "WeightWatcher", "representation": "PGDL winner (DB index on mixup)", "baseline": "baseline"}
 _SIGN = {"larger gap": 1, "higher test error": 1, "smaller gap": -1, "lower test error": -1, "nothing": 0}
+
+
+@study_part
+class ArchitecturesPart(StudyPart):
+    """How GN and the published measures rank the models of architecture zoos, against gap and test error."""
+
+    name = "architectures"
+    defaults = {"zoo": [], "targets": ["gap_acc", "test_error"], "bootstrap": 1000, "measures": None}
+    uses_zoo = True
+    verdict_rank = 2
+
+    def validate(self, settings: dict[str, Any]) -> None:
+        for t in settings["targets"]:
+            check_target(t, "architectures.targets")
+        check_measures(settings["measures"], "architectures")
+        check_positive(settings["bootstrap"], "architectures.bootstrap")
+
+    def run(self, ctx: StudyContext) -> Section:
+        return run_architectures(ctx)
 
 
 def expected_sign(measure: str) -> int:
@@ -65,9 +79,9 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
     rows, failures, n_models = [], {}, 0
     init = _init_values(store_path, ctx.device)
     for target in targets:
-        with ctx.bar(f"measures ({target})") as update:
+        with ctx.progress.task(f"measures ({target})") as bar:
             rep = correlate(store_path, measures=measures, target=target, out_dir=folder / target,
-                            device=ctx.device, per_epoch=False, progress=update)  # fmt: skip
+                            device=ctx.device, per_epoch=False, progress=bar.update)  # fmt: skip
         failures.update(rep.failures)
         values = rep.values.join(init, how="left")
         n_models = max(n_models, len(values))
@@ -76,8 +90,6 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
             if m in rep.scores.index:
                 cmi, fam = float(rep.scores.loc[m, "cmi"]), str(rep.scores.loc[m, "family"])
             else:
-                from ..analysis import conditional_mutual_information
-
                 sub = values.reset_index()
                 try:
                     cmi = conditional_mutual_information(sub.dropna(subset=[m, target]), m, target, rep.hparams).value
@@ -94,10 +106,10 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
 
 def plot_agreement(table: pd.DataFrame, target: str, path: Path) -> Path:
     """Kendall tau (95% interval) of each measure against one target, signed so that right = as its source predicts."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, only when a figure is drawn
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     t = table[(table["target"] == target) & table["agreement"].notna()].sort_values("agreement")
     fig, ax = plt.subplots(figsize=(8, max(3.5, 0.26 * len(t) + 1)))
@@ -135,7 +147,7 @@ def run_architectures(ctx: StudyContext) -> Section:
         sub.mkdir(exist_ok=True)
         store_path, _ = build_zoo_store(ctx, source)
         ctx.step(f"architectures:{grid.name}:zoo")
-        ctx.log(f"  scoring measures on {grid.name} against {', '.join(targets)} (cached in the store)")
+        ctx.progress.log(f"  scoring measures on {grid.name} against {', '.join(targets)} (cached in the store)")
         table, failures, n = score_architectures(ctx, store_path, sub, targets, n_boot, part["measures"])
         ctx.step(f"architectures:{grid.name}:scores")
         models = sorted(grid.axes.get("model", [])) or sorted({c.model for c in grid.configs})

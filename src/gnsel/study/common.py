@@ -1,64 +1,30 @@
-"""What the parts of a study share: the run context, zoo building, intervals and their wording."""
+"""What the parts of a study share: zoo building, checks of targets and measures, intervals and their wording."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 
 from ..analysis import bootstrap_ci, kendall
-from .spec import StudySpec
+from ..correlate import TARGETS
+from ..measures import get_measure
+from ..progress import Progress
+from ..zoo.build import build_zoo
+from ..zoo.grid import load_grid
+from .part import StudyContext
 
-
-@dataclass
-class StudyContext:
-    """Where a study writes, what it runs on, and how it talks to the user."""
-
-    spec: StudySpec
-    out: Path
-    device: str = "auto"
-    address: str | None = None
-    workers: int = 2
-    console: Console = field(default_factory=Console)
-    progress: bool = True
-    on_step: Callable[[str], None] | None = None  # called at every resumable step (tests interrupt here)
-
-    def folder(self, part: str) -> Path:
-        """The part's own folder under the study's output folder (created)."""
-        path = self.out / part
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def log(self, message: str) -> None:
-        """One progress line."""
-        self.console.print(message, highlight=False, markup=False)
-
-    @contextlib.contextmanager
-    def bar(self, label: str) -> Iterator[Callable[[int, int], None]]:
-        """A progress bar for ``label``; yields ``update(done, total)`` (a no-op without progress)."""
-        if not self.progress:
-            yield lambda done, total: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=self.console, transient=True) as bar:  # fmt: skip
-            task = bar.add_task(label, total=None)
-            yield lambda done, total: bar.update(task, completed=done, total=total)
-
-    def step(self, name: str) -> None:
-        """Mark a step boundary (completed work before it is saved)."""
-        if self.on_step is not None:
-            self.on_step(name)
+__all__ = ["StudyContext", "build_zoo_store", "check_measures", "check_target", "ci_text", "kendall_ci",
+           "quiet_logs", "sign_of", "slug", "verdict_of", "zoo_path"]  # fmt: skip
 
 
 def slug(text: str) -> str:
@@ -69,25 +35,40 @@ def slug(text: str) -> str:
 def zoo_path(ctx: StudyContext, grid: Any) -> Path:
     """The store of one grid: ``zoos/<name>-<hash of its run ids>.sqlite``, so parts (and reruns) that
     train the same grid share it, and a changed grid gets its own store instead of mixing with the old."""
-    import hashlib
-
     digest = hashlib.sha256("\n".join(sorted(c.run_id() for c in grid.configs)).encode()).hexdigest()[:10]
     return ctx.out / "zoos" / f"{slug(grid.name)}-{digest}.sqlite"
 
 
 def build_zoo_store(ctx: StudyContext, grid_source: Any) -> tuple[Path, Any]:
     """Train a grid into its store (finished runs are skipped, so a rerun resumes); returns (path, grid)."""
-    from ..zoo.build import build_zoo
-    from ..zoo.grid import load_grid
-
     grid = load_grid(grid_source)
     path = zoo_path(ctx, grid)
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary = build_zoo(grid.configs, path, workers=ctx.workers, address=ctx.address, progress=ctx.progress)
-    ctx.log(f"  zoo {grid.name}: {len(grid.configs)} runs ({summary.skipped} reused, {summary.done} trained, "
-            f"{summary.failed} failed) in {time.perf_counter() - t0:.0f} s -> {path}")  # fmt: skip
+    summary = build_zoo(grid.configs, path, workers=ctx.workers, address=ctx.address, progress=_bars(ctx.progress))
+    ctx.progress.log(f"  zoo {grid.name}: {len(grid.configs)} runs ({summary.skipped} reused, {summary.done} "
+                     f"trained, {summary.failed} failed) in {time.perf_counter() - t0:.0f} s -> {path}")  # fmt: skip
     return path, grid
+
+
+def _bars(progress: Progress) -> bool:
+    """shim: build_zoo takes a bool today (and draws its own Rich bar); pass the Progress once it takes one."""
+    return bool(getattr(progress, "bars", False))
+
+
+def check_target(target: str, where: str) -> None:
+    """A target :func:`gnsel.correlate.correlate` knows, or a ValueError naming ``where`` and the choices."""
+    if target not in TARGETS:
+        raise ValueError(f"{where}: unknown target {target!r}; choices: {', '.join(TARGETS)}")
+
+
+def check_measures(measures: list[str] | None, where: str) -> None:
+    """Every name a registered measure (None: all of them), or a ValueError naming ``where.measures``."""
+    for m in measures or []:
+        try:
+            get_measure(m)
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{where}.measures: {err}") from err
 
 
 def kendall_ci(frame: pd.DataFrame, measure: str, target: str, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
@@ -95,8 +76,6 @@ def kendall_ci(frame: pd.DataFrame, measure: str, target: str, n_boot: int, seed
     sub = frame[[measure, target]].apply(pd.to_numeric, errors="coerce").dropna()
     if len(sub) < 4 or sub[measure].nunique() < 2:
         return math.nan, math.nan, math.nan
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ci = bootstrap_ci(lambda d: kendall(d[measure], d[target]), sub, n_boot=n_boot, seed=seed)

@@ -7,22 +7,47 @@ bootstrap intervals to the Kendall taus and follows the epoch-wise measures thro
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
 from ..correlate import EPOCH_MEASURES, correlate, target_values
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
-from .common import (
-    StudyContext,
-    build_zoo_store,
-    ci_text,
-    kendall_ci,
-    sign_of,
-    verdict_of,
-)
+from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, verdict_of
+from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 PHASE_MEASURES = ("gn_full", "gn_fc", "traj_gn", "val_loss")
+
+
+@study_part
+class CorrelationPart(StudyPart):
+    """Does GN rank one zoo's models by their gap, and when in training."""
+
+    name = "correlation"
+    defaults = {"zoo": "quick", "target": "gap_acc", "bootstrap": 1000, "measures": None}
+    uses_zoo = True
+    verdict_rank, answer_rank = 0, 1
+
+    def validate(self, settings: dict[str, Any]) -> None:
+        check_target(settings["target"], "correlation.target")
+        check_measures(settings["measures"], "correlation")
+        check_positive(settings["bootstrap"], "correlation.bootstrap")
+
+    def run(self, ctx: StudyContext) -> Section:
+        return run_correlation(ctx)
+
+    def answer(self, section: Section) -> list[tuple[str, int | None]]:
+        scores = table_of(section, "correlation_scores")
+        if scores is None or "gn_full" not in scores.index:
+            return []
+        r = scores.loc["gn_full"]
+        tau = ci_text(r.kendall, r.kendall_low, r.kendall_high)
+        text = f"exact GN ranks the trained models by gap with Kendall tau {tau}"
+        if "traj_gn" in scores.index:
+            t = scores.loc["traj_gn"]
+            text += f" (trajectory GN, the bound's quantity: {ci_text(t.kendall, t.kendall_low, t.kendall_high)})"
+        return [(text, None)]
 
 
 def phase_epochs(epochs: int) -> list[int]:
@@ -58,10 +83,10 @@ def run_correlation(ctx: StudyContext) -> Section:
     store_path, zoo = build_zoo_store(ctx, grid)
     ctx.step("correlation:zoo")
     target, n_boot = part["target"], int(part["bootstrap"])
-    ctx.log(f"  scoring measures against {target} (measures are cached in the store)")
-    with ctx.bar("measures") as update:
+    ctx.progress.log(f"  scoring measures against {target} (measures are cached in the store)")
+    with ctx.progress.task("measures") as bar:
         rep = correlate(store_path, measures=part["measures"], target=target, out_dir=folder, device=ctx.device,
-                        progress=update)  # fmt: skip
+                        progress=bar.update)  # fmt: skip
     values = rep.values.reset_index()
     scores = rep.scores.copy()
     ci = {m: kendall_ci(values, m, target, n_boot) for m in scores.index}

@@ -10,31 +10,104 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
-from ..tune.replay import t_interval
-from .common import StudyContext, build_zoo_store, ci_text, quiet_logs, sign_of, slug
+from ..tune.objectives import parse_objective
+from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
+from ..tune.space import ALGORITHMS as LIVE_ALGORITHMS
+from ..tune.space import SearchSpace, load_space
+from .common import build_zoo_store, ci_text, quiet_logs, sign_of, slug
+from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 BASELINE = "val_loss"
 GN_ALONE = ("gn_full", "gn_fc", "traj_gn")  # objectives that are GN and nothing else
+_REPLAY_DEFAULTS = {"algorithms": ["grid", "random", "tpe", "hyperband", "bohb"], "objectives": ["val_loss"],
+                    "seeds": 50, "budget": None}  # fmt: skip
+_LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
+                  "space": None, "cpus_per_trial": 1.0, "gpus_per_trial": 0.0}  # fmt: skip
+
+
+@study_part
+class HpoPart(StudyPart):
+    """Which models each search algorithm selects with each objective (replay and live), and GN's cost."""
+
+    name = "hpo"
+    defaults = {"zoo": "quick", "replay": _REPLAY_DEFAULTS, "live": _LIVE_DEFAULTS}
+    nested = ("replay", "live")
+    uses_zoo = True
+    verdict_rank, verdict_limit, answer_rank = 1, 4, 0
+
+    def validate(self, settings: dict[str, Any]) -> None:
+        replay, live = settings["replay"], settings["live"]
+        parse_algorithms(replay["algorithms"])
+        parse_objectives(replay["objectives"])
+        check_positive(replay["seeds"], "hpo.replay.seeds")
+        if not live["algorithms"]:
+            return
+        if live["space"] is None:
+            raise ValueError("hpo.live.space is missing: give the search space of the live searches")
+        space = load_space(live["space"])
+        for key in ("trials", "epochs"):
+            check_positive(live[key], f"hpo.live.{key}")
+        for alg in live["algorithms"]:
+            if alg not in LIVE_ALGORITHMS:
+                raise ValueError(f"hpo.live.algorithms: unknown algorithm {alg!r}; "
+                                 f"choices: {', '.join(LIVE_ALGORITHMS)}")
+        for text in live["objectives"]:
+            parse_objective(text)
+        if not any(_live_pair_ok(space, a, o) for a in live["algorithms"] for o in live["objectives"]):
+            raise ValueError("hpo.live: no (algorithm, objective) pair is valid for the live space")
+
+    def needs_ray(self, settings: Mapping[str, Any], workers: int, address: str | None) -> bool:
+        return super().needs_ray(settings, workers, address) or bool(settings["live"]["algorithms"])
+
+    def run(self, ctx: StudyContext) -> Section:
+        return run_hpo(ctx)
+
+    def answer(self, section: Section) -> list[tuple[str, int | None]]:
+        diffs = table_of(section, "hpo_vs_val_loss")
+        if diffs is None or not len(diffs):
+            return []
+        gn = diffs[diffs["objective"].map(uses_gn)]
+        alone = gn[gn["objective"].isin(GN_ALONE)]
+        mixed = gn[~gn["objective"].isin(GN_ALONE)]
+        word = {1: "better than", 0: "as good as", -1: "worse than"}
+        out: list[tuple[str, int | None]] = []
+        for label, rows in (("as a stand-in for the validation loss (GN alone)", alone),
+                            ("as a complement to it", mixed)):  # fmt: skip
+            if len(rows):
+                r = rows.loc[rows["diff_test_acc"].idxmax()]  # GN's best showing
+                s = sign_of(r.diff_low, r.diff_high)
+                out.append((f"{label}, GN's best objective `{r.objective}` selects models {word[s]} those of the "
+                            f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)})",
+                            s))  # fmt: skip
+        return out
+
+
+def _live_pair_ok(space: SearchSpace, algorithm: str, objective: str) -> bool:
+    try:
+        space.check(algorithm, parse_objective(objective))
+    except ValueError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------ replay
 def _replay(ctx: StudyContext, store_path: Path, folder: Path):
     """Run (or reload) the replay of every (algorithm, objective, seed)."""
-    from ..tune.replay import ReplayResult, run_replay
-
     settings = ctx.spec.parts["hpo"]["replay"]
     key = ctx.spec.part_hash("hpo", step="replay", store=str(store_path))
     meta_path = folder / "replay_meta.json"
     if meta_path.exists() and (folder / "replay_runs.csv").exists() and (folder / "replay_curves.csv").exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("key") == key:
-            ctx.log("  replay: reusing the finished replay")
+            ctx.progress.log("  replay: reusing the finished replay")
             runs = pd.read_csv(folder / "replay_runs.csv")
             if "note" in runs:
                 runs["note"] = runs["note"].astype(object).fillna("")
@@ -45,15 +118,15 @@ def _replay(ctx: StudyContext, store_path: Path, folder: Path):
                 space=meta["space"], seconds=meta["seconds"],
             )  # fmt: skip
     n = len(settings["algorithms"]) * len(settings["objectives"]) * int(settings["seeds"])
-    ctx.log(f"  replay: {n} searches ({len(settings['algorithms'])} algorithms x {len(settings['objectives'])} "
-            f"objectives x {settings['seeds']} seeds) over the zoo")  # fmt: skip
+    ctx.progress.log(f"  replay: {n} searches ({len(settings['algorithms'])} algorithms x "
+                     f"{len(settings['objectives'])} objectives x {settings['seeds']} seeds) over the zoo")  # fmt: skip
     res = run_replay(store_path, settings["algorithms"], settings["objectives"], int(settings["seeds"]),
                      settings["budget"], workers=ctx.workers)  # fmt: skip
     res.write(folder)
     meta_path.write_text(json.dumps({"key": key, "budget": res.budget, "zoo_epochs": res.zoo_epochs,
                                      "n_configs": res.n_configs, "best_test_acc": res.best_test_acc,
                                      "space": res.space, "seconds": res.seconds}, indent=2))  # fmt: skip
-    ctx.log(f"  replay: done in {res.seconds:.0f} s")
+    ctx.progress.log(f"  replay: done in {res.seconds:.0f} s")
     return res
 
 
@@ -75,9 +148,7 @@ def paired_differences(runs: pd.DataFrame, baseline: str = BASELINE) -> pd.DataF
 # -------------------------------------------------------------------------------------------- live
 def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
     """Every valid (algorithm, objective) live search; finished ones are read back, interrupted ones resumed."""
-    from ..tune.live import run_search, search_name
-    from ..tune.objectives import parse_objective
-    from ..tune.space import load_space
+    from ..tune.live import run_search, search_name  # heavy: ray, only when live searches run
 
     live = ctx.spec.parts["hpo"]["live"]
     if not live["algorithms"]:
@@ -100,9 +171,10 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
         done = json.loads(saved.read_text()) if saved.exists() else {}
         if done.get("key") == key:
             rows.append(done["row"])
-            ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: reused")
+            ctx.progress.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: reused")
             continue
-        ctx.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: {live['trials']} trials x {live['epochs']} epochs")
+        ctx.progress.log(f"  live {i + 1}/{len(pairs)} {alg}, {obj.text}: {live['trials']} trials x "
+                         f"{live['epochs']} epochs")
         with quiet_logs("ray"):  # Tune's per-step INFO lines (state saved, PBT perturbations) would drown the study's
             res = run_search(
                 space, algorithm=alg, objective=obj.text, trials=int(live["trials"]), epochs=int(live["epochs"]),
@@ -123,10 +195,10 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
 def plot_selected(summary: pd.DataFrame, live: pd.DataFrame, path: Path) -> Path:
     """Test accuracy of the selected models per algorithm (groups) and objective (bars; 95% interval over
     replay seeds), with the live searches' selections as black diamonds."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, only when a figure is drawn
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     algs = list(dict.fromkeys(summary["algorithm"]))
     objs = list(dict.fromkeys(summary["objective"]))

@@ -18,30 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+import torch
 
+from .. import __version__
+from ..gradnorm.api import resolve_device
+from ..progress import SILENT, Progress
 from ..report import Finding, Report, Section, write_report
 from .cache import load_section, save_section
-from .common import StudyContext
-from .spec import PARTS, StudySpec, check_runnable, load_study
+from .part import PARTS, StudyContext, StudyPart, StudySpec
+from .spec import check_runnable, load_study
+
+__all__ = ["QUESTION", "StudyResult", "answer", "assemble", "headline", "parse_parts", "run_study"]
 
 QUESTION = (
     "Can the gradient norm (GN: the mean over examples of the squared norm of the per-example loss gradient) "
     "of a trained model stand in for, or complement, validation accuracy when selecting models and "
     "hyper-parameters, and what does computing it cost?"
 )
-
-
-def _runner(part: str) -> Callable[[StudyContext], Section]:
-    if part == "correlation":
-        from .correlation import run_correlation as fn
-    elif part == "cost":
-        from .cost import run_cost as fn
-    elif part == "hpo":
-        from .hpo import run_hpo as fn
-    else:
-        from .architectures import run_architectures as fn
-    return fn
 
 
 @dataclass
@@ -71,9 +64,24 @@ def parse_parts(parts: str | Iterable[str] | None) -> list[str]:
 def _needs_ray(spec: StudySpec, parts: list[str], workers: int, address: str | None) -> bool:
     if address:
         return True
-    zoo = any(p in parts for p in ("correlation", "hpo", "architectures")) and workers > 1
-    live = "hpo" in parts and bool(spec.parts["hpo"]["live"]["algorithms"])
-    return zoo or live
+    return any(PARTS.get(p).needs_ray(spec.parts[p], workers, address) for p in parts)
+
+
+def _ranked(rank: str) -> list[tuple[str, StudyPart]]:
+    """The registered parts ordered by one of their ranks (``verdict_rank``, ``answer_rank``), ties in study order."""
+    return sorted(PARTS.items(), key=lambda item: getattr(item[1], rank))
+
+
+def _as_progress(progress: Progress | bool | None, console: Any) -> Progress:
+    """The Progress to report to: ``progress`` itself, or (shim) a Rich ``console``, with bars unless
+    ``progress`` is False; without either, none."""
+    if progress is not None and not isinstance(progress, bool):
+        return progress
+    if console is None:
+        return SILENT
+    from .console_shim import ConsoleProgress  # shim: the CLI passes a Progress after the merge
+
+    return ConsoleProgress(console, bars=progress is not False)
 
 
 def run_study(
@@ -84,13 +92,15 @@ def run_study(
     address: str | None = None,
     device: str | None = None,
     workers: int | None = None,
-    progress: bool = True,
-    console: Console | None = None,
+    progress: Progress | bool | None = None,
+    console: Any = None,  # shim: the CLI passes a Progress after the merge
     on_step: Callable[[str], None] | None = None,
 ) -> StudyResult:
-    """Run the study's parts (all, or ``parts``), reusing finished work, and write the report into ``out``."""
-    from ..gradnorm.api import resolve_device
+    """Run the study's parts (all, or ``parts``), reusing finished work, and write the report into ``out``.
 
+    Progress lines and bars go to ``progress`` (default: none). Until the CLI passes a Progress, a Rich
+    ``console`` may be given instead (shim), with ``progress=False`` for no bars.
+    """
     spec = preset if isinstance(preset, StudySpec) else load_study(preset)
     todo = parse_parts(parts)
     check_runnable(spec, todo)
@@ -100,14 +110,14 @@ def run_study(
         raise ValueError(f"workers must be positive, got {workers}")
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    console = console or Console()
-    ctx = StudyContext(spec, out, dev, address, workers, console, progress, on_step)
+    say = _as_progress(progress, console)
+    ctx = StudyContext(spec, out, dev, address, workers, say, on_step)
     (out / "study.json").write_text(json.dumps({"name": spec.name, "description": spec.description,
                                                 "device": dev, "parts": spec.parts}, indent=2, default=str))  # fmt: skip
     result = StudyResult(out, {}, {})
     ray_ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
     if _needs_ray(spec, todo, workers, address):  # one Ray instance for every part (imported only then)
-        from ..tune.live import ray_session
+        from ..tune.live import ray_session  # heavy: ray
 
         ray_ctx = ray_session(address, **({} if address else {"num_cpus": workers}))
     with ray_ctx:
@@ -117,18 +127,18 @@ def run_study(
             if cached is not None:
                 result.sections[part], result.seconds[part] = cached
                 result.reused.append(part)
-                console.print(f"[bold]{part}[/]: reusing the finished part ({out / part})")
+                say.log(f"{part}: reusing the finished part ({out / part})")
                 continue
-            console.print(f"[bold]{part}[/]: running")
+            say.log(f"{part}: running")
             t0 = time.perf_counter()
             try:
-                section = _runner(part)(ctx)
+                section = PARTS.get(part).run(ctx)
             finally:  # an interrupted session's time counts too: the report gives the part's total
                 seconds = _add_session(ctx.folder(part), time.perf_counter() - t0)
             save_section(section, ctx.folder(part), key, seconds)
             result.sections[part], result.seconds[part] = section, seconds
             result.computed.append(part)
-            console.print(f"[bold]{part}[/]: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
+            say.log(f"{part}: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
             ctx.step(f"{part}:done")
     for part in PARTS:  # parts finished by earlier runs belong in the report too
         if part not in result.sections:
@@ -137,7 +147,7 @@ def run_study(
                 result.sections[part], result.seconds[part] = cached
     report = assemble(spec, result, dev, address)
     result.files = write_report(report, out)
-    console.print(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
+    say.log(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
     return result
 
 
@@ -150,67 +160,28 @@ def _add_session(folder: Path, seconds: float) -> float:
     return float(sum(sessions))
 
 
-def _table(section: Section | None, name: str):
-    return next((t.frame for t in section.tables if t.name == name), None) if section is not None else None
-
-
 def answer(sections: Mapping[str, Section]) -> Finding | None:
     """The question answered in a few plain sentences, from the parts' tables (None if no part says)."""
-    from .common import ci_text, sign_of
-    from .hpo import GN_ALONE, uses_gn
-
-    said, signs = [], []
-    diffs = _table(sections.get("hpo"), "hpo_vs_val_loss")
-    if diffs is not None and len(diffs):
-        gn = diffs[diffs["objective"].map(uses_gn)]
-        alone = gn[gn["objective"].isin(GN_ALONE)]
-        mixed = gn[~gn["objective"].isin(GN_ALONE)]
-        word = {1: "better than", 0: "as good as", -1: "worse than"}
-        for label, rows in (("as a stand-in for the validation loss (GN alone)", alone),
-                            ("as a complement to it", mixed)):  # fmt: skip
-            if len(rows):
-                r = rows.loc[rows["diff_test_acc"].idxmax()]  # GN's best showing
-                s = sign_of(r.diff_low, r.diff_high)
-                signs.append(s)
-                said.append(f"{label}, GN's best objective `{r.objective}` selects models {word[s]} those of the "
-                            f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)})")
-    scores = _table(sections.get("correlation"), "correlation_scores")
-    if scores is not None and "gn_full" in scores.index:
-        r = scores.loc["gn_full"]
-        text = f"exact GN ranks the trained models by gap with Kendall tau {ci_text(r.kendall, r.kendall_low, r.kendall_high)}"
-        if "traj_gn" in scores.index:
-            t = scores.loc["traj_gn"]
-            text += f" (trajectory GN, the bound's quantity: {ci_text(t.kendall, t.kendall_low, t.kendall_high)})"
-        said.append(text)
-    cost = _table(sections.get("cost"), "cost_summary")
-    if cost is not None:
-        full = cost[cost["method"] == "gn_full"]["ratio_to_epoch"]
-        if len(full):
-            said.append(f"computing it exactly costs {full.min():.2f}x to {full.max():.2f}x a training epoch")
+    said = [(text, sign) for name, part in _ranked("answer_rank") if name in sections
+            for text, sign in part.answer(sections[name])]  # fmt: skip
     if not said:
         return None
+    signs = [s for _, s in said if s is not None]
     verdict = "helps" if signs and max(signs) > 0 else "does not help" if signs else "info"
-    return Finding("In short, on this run: " + "; ".join(said) + ".", verdict)
+    return Finding("In short, on this run: " + "; ".join(text for text, _ in said) + ".", verdict)
 
 
 def headline(sections: Mapping[str, Section]) -> list[Finding]:
     """The report's answer: a plain summary, then each part's findings that take a side."""
     first = answer(sections)
     out = [first] if first is not None else []
-    for part in ("correlation", "hpo", "architectures", "cost"):
-        s = sections.get(part)
-        if s is None:
-            continue
-        picked = [f for f in s.findings if f.verdict != "info"]
-        if part == "cost":
-            picked = s.findings[:1]
-        out += picked[: 4 if part == "hpo" else 2]
+    for name, part in _ranked("verdict_rank"):
+        if sections.get(name) is not None:
+            out += part.headline(sections[name])
     return out
 
 
 def _machine() -> str:
-    import torch
-
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {os.cpu_count()} CPUs, {gpu}"
@@ -218,10 +189,6 @@ def _machine() -> str:
 
 def assemble(spec: StudySpec, result: StudyResult, device: str, address: str | None) -> Report:
     """The report of whatever parts are finished, in study order."""
-    import torch
-
-    from .. import __version__
-
     sections = [result.sections[p] for p in PARTS if p in result.sections]
     meta = {
         "study": f"{spec.name}: {spec.description}",
