@@ -10,7 +10,7 @@ through ``gnsel.tune.live.run_search`` (Ray started beforehand, its start timed 
 * the GN objective ``val_loss+0.1*gn_fc`` one at a time (its probe-set measurement is trial compute);
 * the same search with Tune's default experiment-state saving, to price gnsel's exact resume;
 * the baseline: the same configurations trained in this process one after the other
-  (``gnsel.tune.trainable.Trainer``, no Ray).
+  (``gnsel.training.TrainingRun``, no Ray).
 
 Reproduce: ``python benchmarks/tune_overhead.py`` (appends a section to benchmarks/RESULTS_TUNE.md).
 """
@@ -70,13 +70,13 @@ def search(tmp: Path, name: str, objective: str, trials: int, epochs: int, concu
 
 def baseline(res, epochs: int) -> float:
     from gnsel.tune.space import load_space
-    from gnsel.tune.trainable import Trainer
+    from gnsel.training import TrainingRun
 
     sp = load_space(SPACE)
     t0 = time.perf_counter()
     for r in res.records:
         cfg = sp.resolve(r.config, epochs=epochs, measure_gn=False, trajectory_gn=False)
-        t = Trainer(cfg, gn_scopes=())
+        t = TrainingRun(cfg, gn_scopes=())
         while t.epoch < cfg.epochs:
             t.step_epoch()
     return time.perf_counter() - t0
@@ -147,7 +147,7 @@ def main() -> None:
             f"| {label} | {conc} | {r['wall']:.1f} | {r['compute']:.2f} | {r['gn']:.2f} | {r['inside']:.1f} "
             f"| {over:.2f} | {outside:.2f} | {r['extra'][len(r['extra']) // 2]:.2f} / {r['extra'][-1]:.2f} |"
         )
-    table.append(f"| same configs in this process (Trainer, no Ray) | 1 | {base:.1f} | | | | - | - | - |")
+    table.append(f"| same configs in this process (TrainingRun, no Ray) | 1 | {base:.1f} | | | | - | - | - |")
     body = (
         f"## {cpu_name()}, {args.cpus} CPUs for Ray\n\n"
         f"`python benchmarks/tune_overhead.py`, ray {ray.__version__}, torch {torch.__version__}, 1 thread per trial, "

@@ -60,7 +60,10 @@ def _function_imports(path: Path) -> list[tuple[int, str]]:
         for node in ast.walk(fn):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 here = lines[node.lineno - 1]
-                before = lines[node.lineno - 2] if node.lineno > 1 else ""
+                k = node.lineno - 2  # a comment above a block of imports covers the block
+                while k >= 0 and lines[k].strip().startswith(("from ", "import ", ")")) or (k >= 0 and not lines[k].strip()):
+                    k -= 1
+                before = lines[k] if k >= 0 else ""
                 if not (_WHY.search(here) or (before.strip().startswith("#") and _WHY.search(before))):
                     bad.append((node.lineno, here.strip()))
     return bad
@@ -73,6 +76,14 @@ def test_function_level_imports_say_why() -> None:
     assert not bad, f"function-level imports without a comment saying why: {bad}"
 
 
+def _absolute(path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module a relative ``from . import`` in ``path`` names."""
+    package = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    package = package[:-1]  # the module's package (an __init__ is its own package: drop "__init__")
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def test_engine_imports_only_torch_and_the_standard_library() -> None:
     allowed = set(sys.stdlib_module_names) | {"torch", "__future__"}
     found = {}
@@ -82,8 +93,9 @@ def test_engine_imports_only_torch_and_the_standard_library() -> None:
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:  # relative: inside the engine, or gnsel.registry (stdlib only itself)
-                    if node.level > 1 and (node.module or "").split(".")[0] not in ("registry",):
-                        found.setdefault(p.name, []).append(f"{'.' * node.level}{node.module}")
+                    target = _absolute(p, node)
+                    if not (target.startswith("gnsel.gradnorm") or target == "gnsel.registry"):
+                        found.setdefault(str(p.relative_to(SRC)), []).append(target)
                     continue
                 names = [node.module or ""]
             else:
@@ -119,3 +131,28 @@ def test_registry_keyed_by_type_lists_class_names() -> None:
     assert rules.names() == ["int"] and rules.get(int) == "i"
     with pytest.raises(UnknownNameError, match="unknown layer rule 'float'"):
         rules.get(float)
+
+
+def test_every_kind_of_thing_has_one_registry_of_the_same_idiom() -> None:
+    """Layer rules, losses, datasets, models, measures, search algorithms and study parts: each one
+    :class:`gnsel.registry.Registry`, filled by its decorator, that lists its entries."""
+    from torch import nn
+
+    from gnsel.data.registry import DATASETS
+    from gnsel.gradnorm.losses import LOSSES
+    from gnsel.gradnorm.rules import RULES
+    from gnsel.measures.registry import MEASURES
+    from gnsel.models import MODELS
+    from gnsel.study import PARTS
+    from gnsel.tune.algorithms import ALGORITHMS
+
+    expected = {
+        RULES: nn.Linear, LOSSES: "cross_entropy", DATASETS: "mnist1d", MODELS: "mlp", MEASURES: "gn_full",
+        ALGORITHMS: "bohb", PARTS: "correlation",
+    }  # fmt: skip
+    for registry, member in expected.items():
+        assert isinstance(registry, Registry), registry
+        assert member in registry and registry.get(member) is not None
+        assert len(registry.names()) == len(registry) >= 1
+        with pytest.raises(UnknownNameError, match=f"unknown {registry.kind} 'nope'; choices: "):
+            registry.get("nope")

@@ -22,7 +22,7 @@ MEASURES = ["gn_full", "gn_fc", "traj_gn", "val_loss", "dist_from_init", "log_pr
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     db = tmp_path_factory.mktemp("zoo") / "zoo.sqlite"
-    summary = build_zoo(load_grid(GRID).configs, db, workers=1, progress=False)
+    summary = build_zoo(load_grid(GRID).configs, db, workers=1)
     assert summary.done == 8
     return db
 

@@ -157,8 +157,8 @@ def test_missing_needs_and_failures_give_error_text_not_exceptions(trained_mlp):
         r = compute_measure("x_inf", MeasureContext())
         assert not r.ok and "non-finite" in r.error and math.isnan(r.value)
     finally:
-        registry_mod._REGISTRY.pop("x_boom")
-        registry_mod._REGISTRY.pop("x_inf")
+        registry_mod.MEASURES.unregister("x_boom")
+        registry_mod.MEASURES.unregister("x_inf")
 
 
 def test_every_measure_runs_and_leaves_the_models_alone(trained_mlp, trained_cnn):
@@ -445,9 +445,9 @@ def test_baselines():
 
 # ---------------------------------------------------------------------------------- store round trip
 def test_load_context_and_measure_run_from_a_store(tmp_path, monkeypatch):
-    from gnsel.config import TrainConfig
+    from gnsel.training import TrainConfig
     from gnsel.store import Store
-    from gnsel.train import train
+    from gnsel.training import train
     from gnsel.zoo.measure import load_context, measure_run
 
     monkeypatch.setenv("GNSEL_DATA_ROOT", str(tmp_path / "data"))

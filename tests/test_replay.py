@@ -11,11 +11,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gnsel.cli_hpo_bench import register
+from gnsel.cli.hpo_bench import register
 from gnsel.store import Store
 from gnsel.tune.objectives import Objective, Sum, parse_objective, pick_from_front
 from gnsel.tune.lookup import Lookup
-from gnsel.tune.replay import ALGORITHMS, parse_objectives, run_algorithm, run_replay, split_objectives
+from gnsel.tune.algorithms import replay_names
+from gnsel.tune.replay import parse_objectives, run_algorithm, run_replay, split_objectives
 from gnsel.tune.replay_search import Search
 from gnsel.zoo import build_zoo, load_grid
 
@@ -35,7 +36,7 @@ ORACLE = Objective((Sum(((-1.0, "test_acc"),), "-test_acc"),), "oracle:-test_acc
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("replay") / "zoo.sqlite"
-    summary = build_zoo(load_grid(TINY).configs, db, workers=1, progress=False)
+    summary = build_zoo(load_grid(TINY).configs, db, workers=1)
     assert summary.done == 12, summary.errors
     return db
 
@@ -80,7 +81,7 @@ def test_lookup_returns_the_stored_row_and_its_cost(lookup, frames):
     assert lk_last.cost(2, 3, uses_gn=True) == pytest.approx((want, r.measure_seconds.loc[3]))
 
 
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", replay_names())
 def test_every_algorithm_runs_end_to_end(lookup, algorithm):
     res = run_replay(lookup, [algorithm], MIX, seeds=2)
     runs = res.runs

@@ -13,6 +13,8 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 from rich.console import Console
+
+from gnsel.cli.progress import RichProgress
 from study_tiny import TINY, TINY_ARCH
 from typer.testing import CliRunner
 
@@ -46,7 +48,7 @@ def _console() -> tuple[Console, io.StringIO]:
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     console, buf = _console()
-    result = run_study(TINY, out, workers=2, progress=False, console=console)
+    result = run_study(TINY, out, workers=2, progress=RichProgress(console, bars=False))
     return result, buf.getvalue()
 
 
@@ -184,7 +186,7 @@ def test_a_rerun_reuses_every_part(study):
     result, _ = study
     before = _run_times(_zoo(result.out))
     console, buf = _console()
-    again = run_study(TINY, result.out, workers=2, progress=False, console=console)
+    again = run_study(TINY, result.out, workers=2, progress=RichProgress(console, bars=False))
     assert again.reused == list(PARTS) and not again.computed
     assert _run_times(_zoo(result.out)) == before
     assert again.files["html"].exists()
@@ -204,14 +206,14 @@ def test_an_interrupted_study_resumes_without_redoing_work(tmp_path):
 
     spec = {**TINY, "hpo": {**TINY["hpo"], "live": {**TINY["hpo"]["live"], "algorithms": ["random"]}}}
     with pytest.raises(Stop):
-        run_study(spec, tmp_path, parts="correlation,hpo", workers=2, progress=False, console=_console()[0],
+        run_study(spec, tmp_path, parts="correlation,hpo", workers=2, progress=RichProgress(_console()[0], bars=False),
                   on_step=interrupt)  # fmt: skip
     assert steps[-1] == "hpo:live:random-val_loss" and "correlation:done" in steps
     assert (tmp_path / "correlation" / "section.json").exists() and not (tmp_path / "hpo" / "section.json").exists()
     before = _run_times(_zoo(tmp_path))
     console, buf = _console()
     steps.clear()
-    result = run_study(spec, tmp_path, parts="correlation,hpo", workers=2, progress=False, console=console,
+    result = run_study(spec, tmp_path, parts="correlation,hpo", workers=2, progress=RichProgress(console, bars=False),
                        on_step=steps.append)  # fmt: skip
     log = buf.getvalue()
     assert result.reused == ["correlation"] and result.computed == ["hpo"]
@@ -228,10 +230,10 @@ def test_an_interrupted_study_resumes_without_redoing_work(tmp_path):
 
 def test_changed_settings_recompute_only_that_part(tmp_path):
     spec = {**TINY, "correlation": {**TINY["correlation"], "bootstrap": 20}}
-    r1 = run_study(spec, tmp_path, parts="correlation", workers=1, progress=False, console=_console()[0])
+    r1 = run_study(spec, tmp_path, parts="correlation", workers=1, progress=RichProgress(_console()[0], bars=False))
     spec2 = {**TINY, "correlation": {**TINY["correlation"], "bootstrap": 21}}
     console, buf = _console()
-    r2 = run_study(spec2, tmp_path, parts="correlation", workers=1, progress=False, console=console)
+    r2 = run_study(spec2, tmp_path, parts="correlation", workers=1, progress=RichProgress(console, bars=False))
     assert r1.computed == r2.computed == ["correlation"]
     assert "12 reused, 0 trained" in buf.getvalue()  # the zoo itself is kept
 
@@ -299,7 +301,7 @@ def test_a_changed_grid_gets_its_own_zoo_and_old_runs_do_not_mix_in(tmp_path):
     small = {**TINY["correlation"]["zoo"], "models": {"mlp": {"width": [16, 64]}}}  # 8 of the 12 models
     for zoo, n in ((TINY["correlation"]["zoo"], 12), (small, 8)):
         spec = {**TINY, "correlation": {**TINY["correlation"], "zoo": zoo, "measures": ["gn_full", "val_loss"]}}
-        r = run_study(spec, tmp_path, parts="correlation", workers=1, progress=False, console=_console()[0])
+        r = run_study(spec, tmp_path, parts="correlation", workers=1, progress=RichProgress(_console()[0], bars=False))
         scores = pd.read_csv(r.files["tables"] / "correlation_scores.csv", index_col=0)
         assert (scores["models"] == n).all()
     assert len(list((tmp_path / "zoos").glob(f"tiny-{'[0-9a-f]' * 10}.sqlite"))) == 2

@@ -8,6 +8,8 @@ import math
 import os
 
 import pytest
+
+from gnsel.progress import Recorder
 import torch
 import torch.nn.functional as F
 
@@ -242,8 +244,10 @@ def test_nan_loss_reports_epoch_and_step(monkeypatch):
 )
 def test_optimizers_and_schedules(changes, capsys):
     cfg = TrainConfig(**{**DIGITS, "measure_gn": False, **changes})
-    result = train(cfg, progress=True)
+    bar = Recorder()
+    result = train(cfg, progress=bar)
     assert len(result.rows) == cfg.epochs + 1
+    assert bar.events[0] == ("start", "train", 0, cfg.epochs) and bar.events[-1][:3] == ("end", "train", cfg.epochs)
     assert result.final["train_loss"] < result.rows[0]["train_loss"]
     lrs = [r["lr"] for r in result.rows]
     if cfg.schedule == "constant":

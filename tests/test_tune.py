@@ -17,14 +17,15 @@ import torch
 import yaml
 from ray.tune import Callback
 
-from gnsel.config import TrainConfig
+from gnsel.training import TrainConfig
 from gnsel.store import Store
-from gnsel.train import lr_factor, train
+from gnsel.training import lr_factor, train
 from gnsel.tune.live import SEARCH_FILE, run_search
 from gnsel.tune.objectives import parse_objective
 from gnsel.tune.selection import SelectionReport, TrialRecord, load_records, select
+from gnsel.cli.tune import selection_table
 from gnsel.tune.space import load_space
-from gnsel.tune.trainable import Trainer
+from gnsel.training import TrainingRun as Trainer
 
 TINY = {
     "dataset": "mnist1d",
@@ -91,7 +92,7 @@ def test_example_space_translates_with_architecture_conditions(tmp_path):
     points = sp_grid.grid_points()
     assert len(points) == 4 * 2 * 2 * 2 == len({sp_grid.resolve(p).run_id() for p in points})
     assert all(("model_kwargs.width" in p) == (p["model"] == "mlp") for p in points)
-    ts = sp.tune_space("random")
+    ts = sp.tune_space()
     assert isinstance(ts["lr"], tune.search.sample.Float) and isinstance(ts["model"], tune.search.sample.Categorical)
     cs = sp.configspace(seed=0)
     assert len(cs.conditions) == 2
@@ -154,9 +155,9 @@ def test_trainer_matches_train_resumes_exactly_and_takes_new_hparams():
     t3 = Trainer(cfg, gn_scopes=("fc",))
     t3.load_state_dict(t1.state_dict())
     t3.set_hparams(lr=0.2, weight_decay=1e-3)
-    group = t3.loop.optimizer.param_groups[0]
-    steps = t3.loop.scheduler.last_epoch
-    assert group["lr"] == pytest.approx(0.2 * lr_factor("cosine", steps, t3.loop.steps_per_epoch, 3))
+    group = t3.optimizer.param_groups[0]
+    steps = t3.scheduler.last_epoch
+    assert group["lr"] == pytest.approx(0.2 * lr_factor("cosine", steps, t3.steps_per_epoch, 3))
     assert group["weight_decay"] == 1e-3 and t3.config.lr == 0.2
     row = t3.step_epoch()
     assert row["epoch"] == 2 and math.isnan(row["gn_full"]) and row["gn_fc"] > 0 and row["measure_seconds"] > 0
@@ -189,7 +190,7 @@ def test_selection_single_multi_failed_and_report(tmp_path):
     assert sorted(df["search"]) == ["w", "y"] and json.loads(df.loc[df.search == "y", "front"].item())
     from rich.console import Console
 
-    Console(width=200, record=True).print(report.table())
+    Console(width=200, record=True).print(selection_table(report))
 
 
 def test_selection_report_cells_are_the_table_text():
@@ -207,7 +208,7 @@ def test_selection_report_cells_are_the_table_text():
     from rich.console import Console
 
     console = Console(width=250, record=True)
-    console.print(SelectionReport([one, multi]).table())
+    console.print(selection_table(SelectionReport([one, multi])))
     text = console.export_text()
     assert all(c in text for row in cells for c in row)
 
@@ -372,7 +373,7 @@ def test_cli_tune_asha_writes_report_and_store(ray_cluster, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from gnsel.cli_tune import register
+    from gnsel.cli.tune import register
 
     app = typer.Typer()
     register(app)

@@ -15,7 +15,7 @@ import yaml
 
 import gnsel
 from gnsel.store import Store
-from gnsel.train import build, probe_set
+from gnsel.training import build, probe_set
 from gnsel.zoo import build_zoo, load_grid, list_presets
 
 TINY = {
@@ -68,7 +68,7 @@ def test_presets_exist_and_quick_spans_the_axes():
 def test_build_stores_every_epoch_and_gn_matches_checkpoint(tmp_path):
     g = load_grid(TINY)
     db = tmp_path / "zoo.sqlite"
-    summary = build_zoo(g.configs, db, workers=1, progress=False)
+    summary = build_zoo(g.configs, db, workers=1)
     assert summary.done == len(g.configs) and summary.failed == 0
     store = Store(db)
     runs = store.runs_frame()
@@ -91,7 +91,7 @@ def test_build_stores_every_epoch_and_gn_matches_checkpoint(tmp_path):
         r = gnsel.gradient_norm(model, (x, y), scope=scope, device="cpu")
         assert r.mean_sq == pytest.approx(last[f"gn_{scope}"], rel=1e-5)
     # a second build skips everything
-    again = build_zoo(g.configs, db, workers=1, progress=False)
+    again = build_zoo(g.configs, db, workers=1)
     assert again.skipped == len(g.configs) and again.done == 0
 
 
@@ -99,7 +99,7 @@ def test_diverging_run_is_stored_failed_and_grid_goes_on(tmp_path):
     spec = dict(TINY, models={"mlp": {"width": 16}}, train=dict(TINY["train"], lr=[0.05, 1e9]))
     g = load_grid(spec)
     db = tmp_path / "zoo.sqlite"
-    summary = build_zoo(g.configs, db, workers=1, progress=False)
+    summary = build_zoo(g.configs, db, workers=1)
     assert summary.done == 1 and summary.failed == 1
     runs = Store(db).runs_frame().set_index("run_id")
     bad = next(c for c in g.configs if c.lr > 1)

@@ -25,7 +25,7 @@ def correlate(
 ) -> None:
     """Rank the zoo's models by each generalization measure and score the ranking against the gap."""
     # heavy: the measures and the correlation (torch, pandas, scipy, matplotlib) load only when it runs
-    from ..correlate import correlate as run_correlate
+    from ..zoo.correlate import correlate as run_correlate
     from ..measures import get_measure, list_measures
 
     if list_choices:

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as _RichBars
 
-from ..progress import Bar
+from ..progress import SILENT, Bar
 
 __all__ = ["RichProgress"]
 
@@ -45,9 +45,9 @@ class _RichBar:
 class RichProgress:
     """:class:`gnsel.progress.Progress` on a Rich console: lines above, bars below while tasks run."""
 
-    def __init__(self, console: Console | None = None, *, transient: bool = False) -> None:
+    def __init__(self, console: Console | None = None, *, transient: bool = False, bars: bool = True) -> None:
         self.console = console if console is not None else Console()
-        self.transient = transient
+        self.transient, self.bars = transient, bars
         self._bars: _RichBars | None = None
         self._open = 0
 
@@ -57,7 +57,11 @@ class RichProgress:
 
     @contextlib.contextmanager
     def task(self, label: str, total: int | None = None, done: int = 0) -> Iterator[Bar]:
-        """A bar for ``label`` (``total=None``: not known yet, an indeterminate bar)."""
+        """A bar for ``label`` (``total=None``: not known yet, an indeterminate bar); none if ``bars`` is off."""
+        if not self.bars:
+            with SILENT.task(label, total, done) as bar:
+                yield bar
+            return
         if self._bars is None:
             self._bars = _RichBars(
                 TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from .common import console, fail
+from .progress import RichProgress
 
 __all__ = ["register", "study_command"]
 
@@ -39,7 +40,8 @@ def study_command(
         fail(str(err))
     console.print(f"[bold]gnsel study[/] {escape(spec.name)}: {escape(', '.join(parts))} -> {escape(str(out))}")
     try:
-        result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers, console=console)
+        result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers,
+                           progress=RichProgress(console, transient=True))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to continue")
         raise typer.Exit(code=130) from None

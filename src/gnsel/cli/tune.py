@@ -6,12 +6,16 @@ Wired into the main app with ``register(app)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from .common import console, fail
+
+if TYPE_CHECKING:
+    from ..tune.selection import SelectionReport
 
 __all__ = ["register", "tune_command"]
 
@@ -41,8 +45,10 @@ def tune_command(
 ) -> None:
     """Search hyper-parameters with an objective that may use GN, record every trial, report what is selected."""
     # heavy: Ray Tune and the search algorithms load only when a search runs (fast --help)
-    from ..tune.live import SelectionReport, ray_session, run_search, search_name
+    from ..tune.algorithms import check_search
+    from ..tune.live import ray_session, run_search, search_name
     from ..tune.objectives import parse_objective
+    from ..tune.selection import SelectionReport
     from ..tune.space import load_space
 
     algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
@@ -54,7 +60,7 @@ def tune_command(
         for text in objective:
             obj = parse_objective(text)
             for alg in algorithms:
-                sp.check(alg, obj)
+                check_search(sp, alg, obj)
                 label = search_name(alg, obj.text)
                 full = label if name is None else (name if len(algorithms) * len(objective) == 1 else f"{name}-{label}")
                 searches.append((alg, obj.text, full))
@@ -85,12 +91,23 @@ def tune_command(
                     console.print(f"  [red]failed[/] trial {rec.trial_id}: {escape(reason)}")
             if res.interrupted:
                 interrupted.append(full)
-    console.print(results.table())
+    console.print(selection_table(results))
     path = results.to_csv(report if report is not None else storage / "selection.csv")
     console.print(f"selection report: {path}; trials recorded in {store}")
     if interrupted:
         console.print(f"[yellow]interrupted:[/] {escape(', '.join(interrupted))}; continue with the same command and --resume")
         raise typer.Exit(code=130)
+
+
+def selection_table(report: SelectionReport, title: str = "Selected models") -> Table:
+    """The selection report's cells as a Rich table (numbers right-aligned)."""
+    headers, rows = report.cells()
+    t = Table(title=title)
+    for head in headers:
+        t.add_column(head, justify="left" if head in report.LEFT else "right")
+    for cells in rows:
+        t.add_row(*(escape(c) for c in cells))
+    return t
 
 
 def register(app: typer.Typer) -> None:

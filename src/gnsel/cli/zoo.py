@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import console, fail
+from .progress import RichProgress
 
 __all__ = ["register", "zoo_app"]
 
@@ -36,7 +37,8 @@ def zoo_build(
     except ValueError as err:
         fail(str(err))
     console.print(f"grid [bold]{g.name}[/]: {len(g.configs)} runs -> {store}")
-    summary = build_zoo(g.configs, store, workers=workers, address=address, retry_failed=retry_failed)
+    summary = build_zoo(g.configs, store, workers=workers, address=address, retry_failed=retry_failed,
+                        progress=RichProgress(console))
     console.print(
         f"{summary.done} trained, {summary.skipped} already done, {summary.failed} failed "
         f"in {summary.seconds:.1f} s; store: {store}"

@@ -1,6 +1,6 @@
 """Exact per-example gradient norms (GN) in one forward and one backward pass, and the fc approximation."""
 
-from .api import GradNorm, gradient_norm, per_sample_grad_sq_norms, resolve_device
+from .api import GN_BATCH_SIZE, GradNorm, gradient_norm, per_sample_grad_sq_norms, resolve_device
 from .collector import GradNormCollector
 from .engine import GradNormHooks
 from .errors import GradNormError, NonFiniteLossError, UnsupportedLayerError
@@ -9,6 +9,7 @@ from .rules import find_rule, register_rule, registered_types  # importing rules
 from .scope import classifier_head, resolve_scope
 
 __all__ = [
+    "GN_BATCH_SIZE",
     "GradNorm",
     "GradNormError",
     "GradNormCollector",

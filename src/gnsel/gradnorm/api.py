@@ -20,6 +20,9 @@ from .losses import LossFn, resolve_loss
 from .scope import Scope, classifier_head, model_memo, resolve_scope, scope_name
 
 T = TypeVar("T")
+# How many examples gradient_norm measures per pass: the probe GN of every zoo run, trial and measure
+# (results do not depend on it beyond float rounding).
+GN_BATCH_SIZE = 256
 
 
 @dataclass
@@ -182,7 +185,7 @@ def gradient_norm(
     data: DataLoader | Dataset | tuple,
     *,
     scope: Scope = "full",
-    batch_size: int = 256,
+    batch_size: int = GN_BATCH_SIZE,
     max_samples: int | None = None,
     device: str | torch.device = "auto",
     loss: str | LossFn = "cross_entropy",

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import math
 
-from ..gradnorm import GradNorm, gradient_norm
+from ..gradnorm import GN_BATCH_SIZE, GradNorm, gradient_norm
 from ._util import device_of, model_of
 from .registry import MeasureContext, MissingNeedError, register_measure
 
 CITATION = (
     "Li, Luo & Qiao 2020, On Generalization Error Bounds of Noisy Gradient Methods for Non-Convex Learning"
 )
-GN_BATCH_SIZE = 256  # the probe-GN batch size of gnsel.train (results do not depend on it beyond rounding)
 
 
 def _gn(ctx: MeasureContext, scope: str) -> GradNorm:

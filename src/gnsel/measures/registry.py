@@ -145,15 +145,7 @@ class MeasureSpec:
         return out
 
 
-class _MeasureRegistry(Registry[MeasureSpec]):
-    """The measure registry; ``pop`` removes an entry like ``unregister`` (tests remove toy measures)."""
-
-    def pop(self, name: str) -> MeasureSpec:
-        return self.unregister(name)
-
-
-MEASURES = _MeasureRegistry("measure")
-_REGISTRY = MEASURES  # shim: tests clean up toy measures with _REGISTRY.pop(name)
+MEASURES: Registry[MeasureSpec] = Registry("measure")
 
 
 def _need_missing(need: str, ctx: MeasureContext) -> str | None:

@@ -113,9 +113,6 @@ def check_model_kwarg(model: str, key: str, value: Any, default: Any) -> None:
         )
 
 
-_check_value = check_model_kwarg  # the old private name (gnsel.config imports it until the merge)
-
-
 def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Check ``kwargs`` against model ``name``'s hyper-parameters (names, then types); its defaults."""
     defaults = model_defaults(name)

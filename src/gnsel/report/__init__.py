@@ -36,16 +36,9 @@ from .markdown import render_markdown
 from .write import write_report
 
 __all__ = [
-    "VERDICTS",
-    "Figure",
-    "Finding",
-    "Report",
-    "Section",
-    "Table",
-    "inline_html",
-    "render_check",
+    "VERDICTS", "Figure", "Finding", "Report", "Section", "Table", "inline_html", "render_check",
     "write_report",
-]
+]  # fmt: skip
 
 # Importable from here as before the split, though not in __all__: format_value, render_markdown,
 # render_html, and _chromium_binary (the study test skips its Chromium check with it).

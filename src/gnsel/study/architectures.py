@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import conditional_mutual_information
-from ..correlate import correlate
+from ..zoo.correlate import correlate
 from ..measures import get_measure
-from ..measures.store_io import measure_run
+from ..zoo.measure import measure_run
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from ..zoo.grid import load_grid

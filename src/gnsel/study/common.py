@@ -16,9 +16,8 @@ from typing import Any
 import pandas as pd
 
 from ..analysis import bootstrap_ci, kendall
-from ..correlate import TARGETS
+from ..zoo.correlate import TARGETS
 from ..measures import get_measure
-from ..progress import Progress
 from ..zoo.build import build_zoo
 from ..zoo.grid import load_grid
 from .part import StudyContext
@@ -45,19 +44,14 @@ def build_zoo_store(ctx: StudyContext, grid_source: Any) -> tuple[Path, Any]:
     path = zoo_path(ctx, grid)
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary = build_zoo(grid.configs, path, workers=ctx.workers, address=ctx.address, progress=_bars(ctx.progress))
+    summary = build_zoo(grid.configs, path, workers=ctx.workers, address=ctx.address, progress=ctx.progress)
     ctx.progress.log(f"  zoo {grid.name}: {len(grid.configs)} runs ({summary.skipped} reused, {summary.done} "
                      f"trained, {summary.failed} failed) in {time.perf_counter() - t0:.0f} s -> {path}")  # fmt: skip
     return path, grid
 
 
-def _bars(progress: Progress) -> bool:
-    """shim: build_zoo takes a bool today (and draws its own Rich bar); pass the Progress once it takes one."""
-    return bool(getattr(progress, "bars", False))
-
-
 def check_target(target: str, where: str) -> None:
-    """A target :func:`gnsel.correlate.correlate` knows, or a ValueError naming ``where`` and the choices."""
+    """A target :func:`gnsel.zoo.correlate.correlate` knows, or a ValueError naming ``where`` and the choices."""
     if target not in TARGETS:
         raise ValueError(f"{where}: unknown target {target!r}; choices: {', '.join(TARGETS)}")
 

@@ -1,6 +1,6 @@
 """The *correlation* part: does GN rank a zoo's models by their generalization gap, and when in training?
 
-Builds (or reuses) the part's zoo, scores every measure with :func:`gnsel.correlate.correlate`, adds
+Builds (or reuses) the part's zoo, scores every measure with :func:`gnsel.zoo.correlate.correlate`, adds
 bootstrap intervals to the Kendall taus and follows the epoch-wise measures through training.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..correlate import EPOCH_MEASURES, correlate, target_values
+from ..zoo.correlate import EPOCH_MEASURES, correlate, target_values
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, verdict_of

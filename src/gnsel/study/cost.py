@@ -39,9 +39,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ..config import TrainConfig
+from ..training import TrainConfig
 from ..data import load_dataset
-from ..gradnorm.api import gradient_norm, per_sample_grad_sq_norms, resolve_device
+from ..gradnorm.api import GN_BATCH_SIZE, gradient_norm, per_sample_grad_sq_norms, resolve_device
 from ..gradnorm.naive import naive_sq_norms
 from ..models.registry import create_model
 from ..training import make_optimizer, shuffled_batches, training_loss
@@ -199,7 +199,7 @@ def measure_costs(
     device: str | torch.device = "auto",
     repeats: int = 5,
     naive_examples: int = 256,
-    gn_batch_size: int = 256,
+    gn_batch_size: int = GN_BATCH_SIZE,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
+from ..tune.algorithms import check_search, live_names
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
-from ..tune.space import ALGORITHMS as LIVE_ALGORITHMS
 from ..tune.space import SearchSpace, load_space
 from .common import build_zoo_store, ci_text, quiet_logs, sign_of, slug
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
@@ -56,9 +56,9 @@ class HpoPart(StudyPart):
         for key in ("trials", "epochs"):
             check_positive(live[key], f"hpo.live.{key}")
         for alg in live["algorithms"]:
-            if alg not in LIVE_ALGORITHMS:
+            if alg not in live_names():
                 raise ValueError(f"hpo.live.algorithms: unknown algorithm {alg!r}; "
-                                 f"choices: {', '.join(LIVE_ALGORITHMS)}")
+                                 f"choices: {', '.join(live_names())}")
         for text in live["objectives"]:
             parse_objective(text)
         if not any(_live_pair_ok(space, a, o) for a in live["algorithms"] for o in live["objectives"]):
@@ -92,7 +92,7 @@ class HpoPart(StudyPart):
 
 def _live_pair_ok(space: SearchSpace, algorithm: str, objective: str) -> bool:
     try:
-        space.check(algorithm, parse_objective(objective))
+        check_search(space, algorithm, parse_objective(objective))
     except ValueError:
         return False
     return True
@@ -161,7 +161,7 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
     for i, (alg, text) in enumerate(pairs):
         obj = parse_objective(text)
         try:
-            space.check(alg, obj)
+            check_search(space, alg, obj)
         except ValueError as err:
             skipped.append({"algorithm": alg, "objective": obj.text, "status": f"skipped: {err}"})
             continue

@@ -72,18 +72,6 @@ def _ranked(rank: str) -> list[tuple[str, StudyPart]]:
     return sorted(PARTS.items(), key=lambda item: getattr(item[1], rank))
 
 
-def _as_progress(progress: Progress | bool | None, console: Any) -> Progress:
-    """The Progress to report to: ``progress`` itself, or (shim) a Rich ``console``, with bars unless
-    ``progress`` is False; without either, none."""
-    if progress is not None and not isinstance(progress, bool):
-        return progress
-    if console is None:
-        return SILENT
-    from .console_shim import ConsoleProgress  # shim: the CLI passes a Progress after the merge
-
-    return ConsoleProgress(console, bars=progress is not False)
-
-
 def run_study(
     preset: str | os.PathLike | Mapping[str, Any] | StudySpec = "quick",
     out: str | os.PathLike = "gnsel-study",
@@ -92,14 +80,12 @@ def run_study(
     address: str | None = None,
     device: str | None = None,
     workers: int | None = None,
-    progress: Progress | bool | None = None,
-    console: Any = None,  # shim: the CLI passes a Progress after the merge
+    progress: Progress = SILENT,
     on_step: Callable[[str], None] | None = None,
 ) -> StudyResult:
     """Run the study's parts (all, or ``parts``), reusing finished work, and write the report into ``out``.
 
-    Progress lines and bars go to ``progress`` (default: none). Until the CLI passes a Progress, a Rich
-    ``console`` may be given instead (shim), with ``progress=False`` for no bars.
+    Progress lines and bars go to ``progress`` (default: none; the CLI passes a Rich one).
     """
     spec = preset if isinstance(preset, StudySpec) else load_study(preset)
     todo = parse_parts(parts)
@@ -110,8 +96,7 @@ def run_study(
         raise ValueError(f"workers must be positive, got {workers}")
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    say = _as_progress(progress, console)
-    ctx = StudyContext(spec, out, dev, address, workers, say, on_step)
+    ctx = StudyContext(spec, out, dev, address, workers, progress, on_step)
     (out / "study.json").write_text(json.dumps({"name": spec.name, "description": spec.description,
                                                 "device": dev, "parts": spec.parts}, indent=2, default=str))  # fmt: skip
     result = StudyResult(out, {}, {})
@@ -127,9 +112,9 @@ def run_study(
             if cached is not None:
                 result.sections[part], result.seconds[part] = cached
                 result.reused.append(part)
-                say.log(f"{part}: reusing the finished part ({out / part})")
+                progress.log(f"{part}: reusing the finished part ({out / part})")
                 continue
-            say.log(f"{part}: running")
+            progress.log(f"{part}: running")
             t0 = time.perf_counter()
             try:
                 section = PARTS.get(part).run(ctx)
@@ -138,7 +123,7 @@ def run_study(
             save_section(section, ctx.folder(part), key, seconds)
             result.sections[part], result.seconds[part] = section, seconds
             result.computed.append(part)
-            say.log(f"{part}: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
+            progress.log(f"{part}: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
             ctx.step(f"{part}:done")
     for part in PARTS:  # parts finished by earlier runs belong in the report too
         if part not in result.sections:
@@ -147,7 +132,7 @@ def run_study(
                 result.sections[part], result.seconds[part] = cached
     report = assemble(spec, result, dev, address)
     result.files = write_report(report, out)
-    say.log(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
+    progress.log(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
     return result
 
 

@@ -24,8 +24,7 @@ import torch
 
 from ..data import list_datasets
 from ..keys import canonical_json, config_hash, json_default
-from ..models import model_defaults
-from ..models.registry import _check_value
+from ..models import check_model_kwargs
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "canonical_json", "config_hash", "json_default"]
 
@@ -151,15 +150,7 @@ class TrainConfig:
 
     def _check_model(self) -> None:
         """A registered model whose ``model_kwargs`` are accepted hyper-parameters of the right type."""
-        defaults = model_defaults(self.model)  # unknown model -> ValueError listing the choices
-        unknown = [k for k in self.model_kwargs if k not in defaults]
-        if unknown:
-            raise ValueError(
-                f"unknown keyword(s) {', '.join(map(repr, unknown))} for model {self.model!r}; "
-                f"accepted: {', '.join(defaults) or '(none)'}"
-            )
-        for k, v in self.model_kwargs.items():
-            _check_value(self.model, k, v, defaults[k])
+        check_model_kwargs(self.model, self.model_kwargs)  # unknown model -> ValueError listing the choices
 
     def _check_device(self) -> None:
         """``"auto"`` or a device string torch understands (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""

@@ -9,12 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DatasetSplits
-from ..gradnorm import gradient_norm
+from ..gradnorm import GN_BATCH_SIZE, gradient_norm
 from .config import TrainConfig
 
 __all__ = ["GN_BATCH_SIZE", "GN_KEYS", "GN_SCOPES", "measure_probe_gn", "probe_indices", "probe_set"]
 
-GN_BATCH_SIZE = 256  # batch size of the probe GN measurements
 GN_SCOPES: tuple[str, ...] = ("full", "fc")  # the scopes a row can hold, in row order
 GN_KEYS: tuple[str, ...] = tuple(k for s in GN_SCOPES for k in (f"gn_{s}", f"gn_{s}_mean_grad_sq"))
 

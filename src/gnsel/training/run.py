@@ -97,11 +97,6 @@ class TrainingRun:
             self.check = FiniteCheck(device)
         self.epoch = 0
 
-    @property
-    def loop(self) -> TrainingRun:
-        """This run (what the former ``Trainer.loop`` held: ``optimizer``, ``scheduler``, ``steps_per_epoch``)."""
-        return self
-
     # ------------------------------------------------------------------ epochs
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Train the remaining epochs, yielding each one's row."""

@@ -89,7 +89,7 @@ def train(
     *,
     on_epoch: EpochCallback | None = None,
     on_checkpoint: CheckpointCallback | None = None,
-    progress: Progress | bool = SILENT,
+    progress: Progress = SILENT,
     root: str | os.PathLike | None = None,
     download: bool = False,
 ) -> TrainResult:
@@ -97,13 +97,10 @@ def train(
 
     ``on_epoch(epoch, row)`` is called when a row is complete; ``on_checkpoint(epoch, state_dict)`` with
     the CPU weights at initialisation (epoch 0) and after the final epoch. ``progress`` gets a bar over
-    the epochs (a bool, accepted for older callers, means :data:`~gnsel.progress.SILENT`: display is the
-    CLI's). ``root``/``download`` go to :func:`gnsel.data.load_dataset`. Raises :class:`DivergenceError`
+    the epochs. ``root``/``download`` go to :func:`gnsel.data.load_dataset`. Raises :class:`DivergenceError`
     on a non-finite training loss.
     """
     config.validate()
-    if isinstance(progress, bool):
-        progress = SILENT
     device = resolve_device(config.device)
     t_start = time.perf_counter()
     with deterministic(device), rng_scope(device):

@@ -53,13 +53,11 @@ from ..store import Store
 from .algorithms import LiveSettings, check_search
 from .objectives import parse_objective
 
-# shim: removed after the merge (import them from gnsel.tune.selection)
-from .selection import Selection, SelectionReport, TrialRecord, load_records, select  # noqa: F401
+from .selection import Selection, TrialRecord, load_records, select
 from .space import SearchSpace, load_space
 
 __all__ = [
-    "SEARCH_FILE", "SearchResult", "Selection", "SelectionReport", "TrialRecord",
-    "StoreCallback", "load_records", "ray_session", "run_search", "select", "search_name",
+    "SEARCH_FILE", "SearchResult", "ray_session", "run_search", "search_name",
 ]  # fmt: skip
 
 SEARCH_FILE = "gnsel_search.json"
@@ -77,8 +75,10 @@ def search_name(algorithm: str, objective: str) -> str:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "StoreCallback":  # shim: removed after the merge (gnsel.tune.store_callback; imports ray)
-        from .store_callback import StoreCallback  # shim (heavy: ray)
+    # Searches started by gnsel 0.2.0 pickled their callback as gnsel.tune.live.StoreCallback in tuner.pkl;
+    # this name lets `--resume` restore them.
+    if name == "StoreCallback":
+        from .store_callback import StoreCallback  # heavy: ray (only when an old search is restored)
 
         return StoreCallback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

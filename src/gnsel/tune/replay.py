@@ -47,14 +47,9 @@ from .objectives import Objective, parse_objective
 from .replay_search import Search
 
 __all__ = [
-    "ALGORITHMS", "Lookup", "ReplayResult", "SEED_KEYS", "SEED_MODES", "parse_algorithms", "parse_objectives",
+    "Lookup", "ReplayResult", "SEED_KEYS", "SEED_MODES", "parse_algorithms", "parse_objectives",
     "run_algorithm", "run_replay", "split_objectives", "t_interval",
 ]  # fmt: skip
-
-# shim: removed after the merge (use gnsel.tune.algorithms.replay_names()); the replayable algorithms as
-# at import, with how each is replayed
-ALGORITHMS: dict[str, str] = {n: get_algorithm(n).replay_backend for n in replay_names()}
-
 
 # ----------------------------------------------------------------------------- names
 

@@ -191,18 +191,6 @@ class SelectionReport:
             rows.append(cells)
         return [head for _, head in self.COLUMNS], rows
 
-    def table(self, title: str = "Selected models"):
-        """The cells as a Rich table (shim: moves to cli at merge)."""
-        from rich.markup import escape  # shim: moves to cli at merge
-        from rich.table import Table  # shim: moves to cli at merge
-
-        headers, rows = self.cells()
-        t = Table(title=title)
-        for head in headers:
-            t.add_column(head, justify="left" if head in self.LEFT else "right")
-        for cells in rows:
-            t.add_row(*(escape(c) for c in cells))
-        return t
 
 
 def _short(x: Any) -> str:

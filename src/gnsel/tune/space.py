@@ -40,11 +40,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..config import TrainConfig
 from ..models import list_models, model_defaults
-from .objectives import Objective
+from ..training import TrainConfig
 
-__all__ = ["ALGORITHMS", "KINDS", "PBT_MUTABLE", "Param", "SearchSpace", "load_space"]  # noqa: F822 (ALGORITHMS: shim)
+__all__ = ["KINDS", "PBT_MUTABLE", "Param", "SearchSpace", "load_space"]
 
 KINDS: tuple[str, ...] = ("choice", "grid", "uniform", "loguniform", "randint")
 _TOP_KEYS = ("name", "description", "dataset", "dataset_kwargs", "fixed", "space")
@@ -55,12 +54,6 @@ _MK = "model_kwargs."
 PBT_MUTABLE = ("lr", "weight_decay")  # what population-based training perturbs
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ALGORITHMS":  # shim: removed after the merge (use gnsel.tune.algorithms.live_names())
-        from .algorithms import live_names  # shim: removed after the merge
-
-        return tuple(live_names())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -231,12 +224,6 @@ class SearchSpace:
         return value
 
     # ---------------------------------------------------------------- algorithm checks
-    def check(self, algorithm: str, objective: Objective | None = None) -> None:
-        """ValueError when this space (or the objective) cannot be searched by ``algorithm``."""
-        from .algorithms import check_search  # shim: removed after the merge (callers use check_search)
-
-        check_search(self, algorithm, objective)
-
     # ---------------------------------------------------------------- translations
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the (finite) values, deduplicated on the resolved configuration.
@@ -257,12 +244,8 @@ class SearchSpace:
                 points.append(point)
         return points
 
-    def tune_space(self, algorithm: str | None = None) -> dict[str, Any]:
-        """Ray Tune's ``param_space``: every parameter as its Tune domain.
-
-        ``algorithm`` is ignored (shim: removed after the merge): each algorithm builds its own
-        ``param_space`` (:mod:`gnsel.tune.algorithms`).
-        """
+    def tune_space(self) -> dict[str, Any]:
+        """Ray Tune's ``param_space``: every parameter as its Tune domain (a grid uses :meth:`tune_grid`)."""
         return {name: p.to_tune() for name, p in self.params.items()}
 
     def tune_grid(self) -> dict[str, Any]:

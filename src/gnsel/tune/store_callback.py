@@ -13,7 +13,7 @@ from typing import Any
 from ray.tune import Callback  # heavy: ray (this module is imported only where a search runs)
 
 from ..store import Store
-from ..train import ROW_KEYS
+from ..training import ROW_KEYS
 from .selection import COST_KEYS, error_text
 from .space import SearchSpace, load_space
 

@@ -5,8 +5,6 @@ an epoch at a time.
 ``ray.tune.get_checkpoint()`` when there is one (re-reading lr and weight decay from the config, so a
 PBT exploit trains the donor's weights with the perturbed hyper-parameters), and reports every
 epoch's row, the objective and a checkpoint. It measures only the probe GN scopes the objective needs.
-
-``Trainer`` is the former name of :class:`~gnsel.training.TrainingRun`, kept for its callers.
 """
 
 from __future__ import annotations
@@ -18,15 +16,14 @@ from typing import Any, Mapping
 
 import torch
 
-from ..training import GN_SCOPES, TrainingRun
+from ..training import TrainingRun
+from .objectives import parse_objective
+from .space import parse_space
 
-__all__ = ["Trainer", "tune_trial", "CHECKPOINT_FILE", "META_FILE"]
+__all__ = ["tune_trial", "CHECKPOINT_FILE", "META_FILE"]
 
 CHECKPOINT_FILE = "trainer.pt"
 META_FILE = "meta.json"
-
-Trainer = TrainingRun  # the former name (tests and benchmarks/tune_overhead.py use it)
-
 
 # ------------------------------------------------------------------------------ Ray Tune trainable
 def objective_metrics(objective: Any, row: Mapping[str, Any]) -> dict[str, float]:
@@ -37,24 +34,16 @@ def objective_metrics(objective: Any, row: Mapping[str, Any]) -> dict[str, float
     return {"objective": float(value)}
 
 
-def gn_scopes_for(objective: Any) -> tuple[str, ...]:
-    """The probe GN scopes an objective needs."""
-    return tuple(s for s in GN_SCOPES if f"gn_{s}" in objective.metrics)
-
-
 def tune_trial(config: dict[str, Any], *, space_spec: Mapping[str, Any], objective_text: str,
                overrides: Mapping[str, Any], threads: int = 1, capture_dir: str | None = None) -> None:  # fmt: skip
     """Ray Tune function trainable: one trial, reported (with a checkpoint) after every epoch."""
-    from ray import tune
-
-    from .objectives import parse_objective
-    from .space import parse_space
+    from ray import tune  # heavy: ray (the trainable runs in a Ray worker)
 
     torch.set_num_threads(max(1, int(threads)))
     space = parse_space(space_spec)
     objective = parse_objective(objective_text)
     cfg = space.resolve(config, **overrides)
-    trainer = TrainingRun(cfg, gn_scopes=gn_scopes_for(objective))
+    trainer = TrainingRun(cfg, gn_scopes=objective.gn_scopes)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     run_id = cfg.run_id()

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import TrainConfig
+from ..training import TrainConfig
 from ..progress import SILENT, Progress
 from ..store import Store
-from ..train import DivergenceError, train
+from ..training import DivergenceError, train
 
 __all__ = ["BuildSummary", "build_zoo", "run_one"]
 
@@ -76,11 +76,6 @@ def _todo(store: Store, configs: list[TrainConfig], retry_failed: bool) -> tuple
     return todo, len(configs) - len(todo)
 
 
-def _as_progress(progress: Progress | bool) -> Progress:
-    # shim: the CLI passes a Progress after the merge; until then a bool (tests, study) means no bar
-    return SILENT if isinstance(progress, bool) else progress
-
-
 def build_zoo(
     configs: list[TrainConfig],
     store_path: str | Path,
@@ -88,7 +83,7 @@ def build_zoo(
     workers: int | None = None,
     address: str | None = None,
     retry_failed: bool = True,
-    progress: Progress | bool = SILENT,
+    progress: Progress = SILENT,
     use_ray: bool | None = None,
     on_result: Callable[[str, str, str | None], None] | None = None,
 ) -> BuildSummary:
@@ -106,7 +101,7 @@ def build_zoo(
     summary = BuildSummary(total=len(configs), skipped=skipped)
     t0 = time.perf_counter()
     workers = workers or max(1, min(os.cpu_count() or 1, len(todo) or 1))
-    with _as_progress(progress).task("zoo", total=len(configs), done=skipped) as bar:
+    with progress.task("zoo", total=len(configs), done=skipped) as bar:
 
         def record(rid: str, status: str, error: str | None) -> None:
             if status == "failed":

@@ -26,10 +26,10 @@ from ..analysis import (
     sign_error,
     spearman,
 )
-from ..config import TrainConfig
+from ..training import TrainConfig
 from ..measures import get_measure, list_measures, per_epoch_measures
 from ..store import Store
-from ..train import build
+from ..training import build
 from .measure import measure_run
 
 __all__ = [

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from ..config import TrainConfig
+from ..training import TrainConfig
 from ..presets import list_presets as _list_presets
 from ..presets import read_preset
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from ..config import TrainConfig
+from ..training import TrainConfig
 from ..gradnorm import resolve_device
 from ..measures import MeasureContext, MeasureValue, compute_measure, list_measures
 from ..store import Store
-from ..train import build, probe_set
+from ..training import build, probe_set
 
 __all__ = ["load_context", "measure_run"]
 
@@ -34,10 +34,10 @@ def load_context(
 ) -> MeasureContext:
     """The :class:`MeasureContext` of ``run_id`` at ``epoch`` (default: its last checkpoint).
 
-    Rebuilds the run's model and data splits from its stored config (:func:`gnsel.train.build`; ``root``
+    Rebuilds the run's model and data splits from its stored config (:func:`gnsel.training.build`; ``root``
     and ``download`` go to the data loader), loads the checkpoint of ``epoch`` and, when saved, that of
     epoch 0 as ``init_model`` (both on ``device``, eval mode); ``train_data`` is the run's probe set
-    (:func:`gnsel.train.probe_set`) and ``row`` its stored metrics at ``epoch`` (empty if none).
+    (:func:`gnsel.training.probe_set`) and ``row`` its stored metrics at ``epoch`` (empty if none).
     """
     cfg = TrainConfig.from_dict(store.get_config(run_id))
     epochs = store.checkpoint_epochs(run_id, checkpoint_root)

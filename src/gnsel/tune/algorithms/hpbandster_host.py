@@ -36,7 +36,7 @@ import numpy as np
 
 from ..replay_search import BudgetExhausted, Search
 
-__all__ = ["HpbandsterHost"]
+__all__ = ["HpbandsterHost", "replay_with"]
 
 
 def _plain(value: Any) -> Any:
@@ -235,3 +235,12 @@ class _QuietLoggers:
     def __exit__(self, *exc: object) -> None:
         for n, level in self.levels.items():
             logging.getLogger(n).setLevel(level)
+
+
+def replay_with(optimizer: str, search: Search, context: Any) -> None:
+    """Replay ``search`` with hpbandster's optimizer class ``optimizer`` (``"HyperBand"``, ``"BOHB"``) on the
+    name server the replay context shares between searches."""
+    import hpbandster.optimizers  # heavy: hpbandster (Pyro4)
+
+    host = context.shared("hpbandster", HpbandsterHost)
+    host.run(getattr(hpbandster.optimizers, optimizer), search, context.min_budget, context.eta)

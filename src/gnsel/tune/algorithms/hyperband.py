@@ -12,7 +12,7 @@ from ..objectives import Objective
 from ..replay_search import Search
 from ..space import SearchSpace
 from .base import LivePlan, LiveSettings, ReplayContext, SearchAlgorithm, register_algorithm, single_target
-from .hpbandster_host import HpbandsterHost
+from .hpbandster_host import replay_with
 
 
 @register_algorithm
@@ -37,6 +37,4 @@ class HyperBand(SearchAlgorithm):
         return LivePlan(kw, space.tune_space())
 
     def replay(self, search: Search, context: ReplayContext) -> None:
-        from hpbandster.optimizers import HyperBand as Optimizer  # heavy: hpbandster
-
-        context.shared("hpbandster", HpbandsterHost).run(Optimizer, search, context.min_budget, context.eta)
+        replay_with("HyperBand", search, context)
