@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from gnsel.progress import Recorder
 from gnsel.study.cost import (
     FRAME_COLUMNS,
     METHODS,
@@ -29,9 +30,9 @@ pytestmark = pytest.mark.usefixtures("isolated_data_root", "one_torch_thread")
 
 @pytest.fixture(scope="module")
 def measured():
-    messages: list[str] = []
-    frame = measure_costs(CASES, device="cpu", repeats=REPEATS, naive_examples=NAIVE, progress=messages.append)
-    return frame, messages
+    progress = Recorder()
+    frame = measure_costs(CASES, device="cpu", repeats=REPEATS, naive_examples=NAIVE, progress=progress)
+    return frame, progress.lines
 
 
 @pytest.fixture(scope="module")

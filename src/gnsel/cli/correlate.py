@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
 from .common import console, fail
+from .progress import RichProgress
 
 __all__ = ["correlate", "register"]
 
@@ -40,15 +40,13 @@ def correlate(
     if not store.exists():
         fail(f"no store at {store}: build a zoo first (gnsel zoo build)")
     names = [m.strip() for m in measures.split(",")] if measures else None
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("measures", total=None)
-        try:
-            report = run_correlate(
-                store, measures=names, target=target, out_dir=out, device=device, per_epoch=per_epoch,
-                progress=lambda i, n: bar.update(task, completed=i, total=n),
-            )
-        except (ValueError, FileNotFoundError) as err:
-            fail(str(err))
+    try:
+        report = run_correlate(
+            store, measures=names, target=target, out_dir=out, device=device, per_epoch=per_epoch,
+            progress=RichProgress(console, transient=True),
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
     cols = {"kendall": "Kendall", "spearman": "Spearman", "granulated": "granulated", "cmi": "CMI",
             "sign_error": "sign err", "sign_error_max": "worst"}  # fmt: skip
     n_models = int(report.scores["n"].max())

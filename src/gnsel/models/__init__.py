@@ -17,7 +17,6 @@ from . import mobilenet as _mobilenet  # noqa: F401  (registers "mobilenetv2")
 from . import resnet as _resnet  # noqa: F401  (registers "resnet20", "resnet18")
 from . import transformer as _transformer  # noqa: F401  (registers "transformer")
 from . import vgg as _vgg  # noqa: F401  (registers "vgg11", "vgg16")
-from . import registry as _registry_module
 from .registry import (
     MODELS,
     check_model_kwarg,
@@ -29,4 +28,7 @@ from .registry import (
     register_model,
 )
 
-__all__ = list(_registry_module.__all__)
+__all__ = [
+    "MODELS", "register_model", "list_models", "create_model", "model_defaults", "check_model_kwarg",
+    "check_model_kwargs", "classifier_head",
+]  # fmt: skip

@@ -79,9 +79,8 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
     rows, failures, n_models = [], {}, 0
     init = _init_values(store_path, ctx.device)
     for target in targets:
-        with ctx.progress.task(f"measures ({target})") as bar:
-            rep = correlate(store_path, measures=measures, target=target, out_dir=folder / target,
-                            device=ctx.device, per_epoch=False, progress=bar.update)  # fmt: skip
+        rep = correlate(store_path, measures=measures, target=target, out_dir=folder / target,
+                        device=ctx.device, per_epoch=False, progress=ctx.progress)  # fmt: skip
         failures.update(rep.failures)
         values = rep.values.join(init, how="left")
         n_models = max(n_models, len(values))

@@ -84,9 +84,8 @@ def run_correlation(ctx: StudyContext) -> Section:
     ctx.step("correlation:zoo")
     target, n_boot = part["target"], int(part["bootstrap"])
     ctx.progress.log(f"  scoring measures against {target} (measures are cached in the store)")
-    with ctx.progress.task("measures") as bar:
-        rep = correlate(store_path, measures=part["measures"], target=target, out_dir=folder, device=ctx.device,
-                        progress=bar.update)  # fmt: skip
+    rep = correlate(store_path, measures=part["measures"], target=target, out_dir=folder, device=ctx.device,
+                    progress=ctx.progress)  # fmt: skip
     values = rep.values.reset_index()
     scores = rep.scores.copy()
     ci = {m: kendall_ci(values, m, target, n_boot) for m in scores.index}

@@ -39,12 +39,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ..training import TrainConfig
 from ..data import load_dataset
 from ..gradnorm.api import GN_BATCH_SIZE, gradient_norm, per_sample_grad_sq_norms, resolve_device
 from ..gradnorm.naive import naive_sq_norms
 from ..models.registry import create_model
-from ..training import make_optimizer, shuffled_batches, training_loss
+from ..progress import SILENT, Progress
+from ..training import TrainConfig, make_optimizer, shuffled_batches, training_loss
 
 __all__ = [
     "FRAME_COLUMNS",
@@ -201,7 +201,7 @@ def measure_costs(
     naive_examples: int = 256,
     gn_batch_size: int = GN_BATCH_SIZE,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> pd.DataFrame:
     """Time one training epoch, exact GN, fc GN and the naive per-example loop on the same examples, per case.
 
@@ -224,7 +224,7 @@ def measure_costs(
         _check_int(f"n_examples of case {case.label!r}", case.n_examples)
         _check_int(f"batch_size of case {case.label!r}", case.batch_size)
     dev = resolve_device(device)
-    say = progress or (lambda _msg: None)
+    say = progress.log
     data_cache: dict[tuple[str, str], tuple[Tensor, Tensor, int, tuple[int, ...]]] = {}
     rows: list[dict] = []
     for case in cases:

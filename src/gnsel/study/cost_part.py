@@ -80,7 +80,7 @@ def run_cost(ctx: StudyContext) -> Section:
     cases = cost_cases(part)
     ctx.progress.log(f"  timing {len(cases)} architectures on {ctx.device} ({part['repeats']} repeats each)")
     frame = measure_costs(cases, device=ctx.device, repeats=int(part["repeats"]),
-                          naive_examples=int(part["naive_examples"]), progress=None)  # fmt: skip
+                          naive_examples=int(part["naive_examples"]))  # fmt: skip
     frame.to_csv(folder / "cost_raw.csv", index=False)
     summary = cost_summary(frame)
     fig = plot_costs(summary, folder / "cost_ratios.png")

@@ -26,10 +26,10 @@ from ..analysis import (
     sign_error,
     spearman,
 )
-from ..training import TrainConfig
 from ..measures import get_measure, list_measures, per_epoch_measures
+from ..progress import SILENT, Progress
 from ..store import Store
-from ..training import build
+from ..training import TrainConfig, build
 from .measure import measure_run
 
 __all__ = [
@@ -118,9 +118,13 @@ def correlate(
     out_dir: str | Path | None = None,
     device: str = "cpu",
     per_epoch: bool = True,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = SILENT,
 ) -> CorrelateReport:
-    """Score every measure against ``target`` over the finished runs of a store; write CSV and PNG files."""
+    """Score every measure against ``target`` over the finished runs of a store; write CSV and PNG files.
+
+    ``progress`` gets one bar, ``measures``, over the runs as their measures are computed (or read from the
+    store's cache).
+    """
     t0 = time.perf_counter()
     store = Store(store_path)
     runs = store.runs_frame(status="done")
@@ -141,14 +145,14 @@ def correlate(
         if n in recorded:
             table[n] = recorded[n](last)
     todo = [n for n in names if n not in recorded]
-    for i, rid in enumerate(table.index):
-        if todo:
-            for n, res in measure_run(store, rid, todo, device=device).items():
-                table.loc[rid, n] = res.value
-                if res.error and n not in failures:
-                    failures[n] = res.error.strip().splitlines()[-1]
-        if progress is not None:
-            progress(i + 1, len(table))
+    with progress.task("measures", total=len(table)) as bar:
+        for rid in table.index:
+            if todo:
+                for n, res in measure_run(store, rid, todo, device=device).items():
+                    table.loc[rid, n] = res.value
+                    if res.error and n not in failures:
+                        failures[n] = res.error.strip().splitlines()[-1]
+            bar.advance(1)
     n_test = _test_size(store, runs)
     rows = []
     for n in names:
