@@ -9,22 +9,21 @@ generator, seeded per search and restored afterwards.
 from __future__ import annotations
 
 from ..objectives import Objective
-from ..replay_search import Search
 from ..space import SearchSpace
-from .base import LivePlan, LiveSettings, ReplayContext, SearchAlgorithm, register_algorithm, single_target
-from .hpbandster_host import replay_with
+from .base import LivePlan, LiveSettings, register_algorithm, single_target
+from .hyperband import HyperBand
 
 
 @register_algorithm
-class BOHB(SearchAlgorithm):
+class BOHB(HyperBand):
+    """HyperBand's brackets and budgets (single objective, a bandit), its configurations from a model."""
+
     name = "bohb"
     summary = "BOHB: HyperBand with a KDE model"
     live_backend = "TuneBOHB (ConfigSpace with conditions) + HyperBandForBOHB"
     replay_backend = "hpbandster BOHB (HyperBand with a KDE model)"
-    multi_objective = False
     grid_kind = False
-    bandit = True
-    replay_cost = 6.0
+    optimizer = "BOHB"
 
     def live(self, space: SearchSpace, objective: Objective, settings: LiveSettings) -> LivePlan:
         from ray.tune.schedulers import HyperBandForBOHB  # heavy: ray
@@ -37,6 +36,3 @@ class BOHB(SearchAlgorithm):
             "scheduler": HyperBandForBOHB(time_attr="training_iteration", max_t=settings.epochs, reduction_factor=3),
         }  # fmt: skip
         return LivePlan(kw, {})  # the searcher holds the space (with the architecture conditions)
-
-    def replay(self, search: Search, context: ReplayContext) -> None:
-        replay_with("BOHB", search, context)

@@ -24,6 +24,7 @@ class HyperBand(SearchAlgorithm):
     multi_objective = False
     bandit = True
     replay_cost = 6.0
+    optimizer = "HyperBand"  # the hpbandster optimizer class a replay runs
 
     def live(self, space: SearchSpace, objective: Objective, settings: LiveSettings) -> LivePlan:
         from ray.tune.schedulers import HyperBandScheduler  # heavy: ray
@@ -37,4 +38,4 @@ class HyperBand(SearchAlgorithm):
         return LivePlan(kw, space.tune_space())
 
     def replay(self, search: Search, context: ReplayContext) -> None:
-        replay_with("HyperBand", search, context)
+        replay_with(self.optimizer, search, context)
