@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..keys import json_default as _json_default
+from ..keys import json_default
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +30,7 @@ def _export_safe(df: pd.DataFrame) -> pd.DataFrame:
             continue
         out[col] = out[col].map(
             lambda v: v if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v))
-            else json.dumps(v, sort_keys=True, default=_json_default)
+            else json.dumps(v, sort_keys=True, default=json_default)
         )
     return out
 

@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..keys import canonical_json, config_hash, json_default
 from .checkpoints import load_state, remove_states, save_state, saved_epochs
 from .export import check_formats, write_frames
-from ..keys import canonical_json, config_hash
-from ..keys import json_default as _json_default
 from .schema import (
     _CHUNK,
     _EPOCH_KEYS,
@@ -260,7 +259,7 @@ class Store:
 
     def finish_run(self, run_id: str, seconds: float, extra: Mapping[str, Any] | None = None) -> None:
         """Mark a run done with its wall time and optional extra JSON-able info."""
-        extra_json = None if extra is None else json.dumps(dict(extra), sort_keys=True, default=_json_default)
+        extra_json = None if extra is None else json.dumps(dict(extra), sort_keys=True, default=json_default)
         self._update_run(
             run_id,
             "status = 'done', error = NULL, finished_at = ?, seconds = ?, extra_json = ?",
