@@ -11,7 +11,7 @@ from .gradnorm import (
     register_rule,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "GradNorm",
