@@ -86,7 +86,7 @@ def build_throughput(grid: dict, workers: list[int]) -> list[list[str]]:
         tmp = Path(tempfile.mkdtemp())
         try:
             t = time.perf_counter()
-            summary = build_zoo(configs, tmp / "zoo.sqlite", workers=w, use_ray=True, progress=False)
+            summary = build_zoo(configs, tmp / "zoo.sqlite", workers=w, use_ray=True)
             seconds = time.perf_counter() - t
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
