@@ -191,3 +191,50 @@ def test_a_registered_algorithm_replays(firstn, toy_zoo):
     multi = run_replay(lk, ["firstn", "grid"], "[val_loss, gn_fc]", seeds=1, budget=100)
     assert multi.runs.front_size.iloc[0] == 2  # (0.9, 1) and (0.4, 2) on the front; (0.7, 3) dominated
     pd.testing.assert_series_equal(multi.runs.algorithm, pd.Series(["firstn", "grid"], name="algorithm"))
+
+
+# ------------------------------------------------------------------------------------ Ray's HyperBand
+def test_hyperband_stops_paused_trials_that_no_bracket_will_resume():
+    """A trial whose pause completed after its bracket finished (or after it lost a halving) is in no
+    bracket's plan: the scheduler stops it at the next step instead of waiting for it forever."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from gnsel.tune.algorithms.ray_schedulers import HyperBandScheduler, orphaned_trials
+
+    class FakeTrial:  # hashable by identity, as Ray's trials are
+        def __init__(self, name, status, saving=False):
+            self.name, self.status, self.is_saving = name, status, saving
+
+    trial = FakeTrial
+
+    class Bracket:
+        def __init__(self, all_trials, live, finished):
+            self._all_trials, self._live, self._finished = all_trials, live, finished
+            self.trials_to_unpause = set()
+
+        def current_trials(self):
+            return list(self._live)
+
+        def finished(self):
+            return self._finished
+
+        def completion_percentage(self):
+            return 0.0
+
+    done_paused = trial("done-paused", Trial.PAUSED)  # its bracket finished while it was saving
+    lost_paused = trial("lost-paused", Trial.PAUSED)  # lost a halving while it was saving
+    waiting = trial("waiting", Trial.PAUSED)  # paused at a milestone, still in the bracket's plan
+    saving = trial("saving", Trial.PAUSED, saving=True)  # not yet done pausing: left alone this step
+    running = trial("running", Trial.RUNNING)
+    finished = Bracket([done_paused, trial("t", Trial.TERMINATED)], live=[done_paused], finished=True)
+    halving = Bracket([lost_paused, waiting, saving, running], live=[waiting, running], finished=False)
+    scheduler = HyperBandScheduler(time_attr="training_iteration", max_t=3, reduction_factor=3,
+                                   metric="objective", mode="min")  # fmt: skip
+    scheduler._hyperbands = [[finished, halving, None]]
+    assert [t.name for t in orphaned_trials(scheduler)] == ["done-paused", "lost-paused"]
+    stopped = []
+    controller = SimpleNamespace(stop_trial=lambda t: stopped.append(t.name))
+    assert scheduler.choose_trial_to_run(controller) is None  # nothing PENDING or to unpause
+    assert stopped == ["done-paused", "lost-paused"]

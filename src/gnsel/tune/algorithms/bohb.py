@@ -26,7 +26,7 @@ class BOHB(HyperBand):
     optimizer = "BOHB"
 
     def live(self, space: SearchSpace, objective: Objective, settings: LiveSettings) -> LivePlan:
-        from ray.tune.schedulers import HyperBandForBOHB  # heavy: ray
+        from .ray_schedulers import HyperBandForBOHB  # heavy: ray
         from ray.tune.search.bohb import TuneBOHB  # heavy: ray (and ConfigSpace)
 
         kw = {

@@ -27,7 +27,7 @@ class HyperBand(SearchAlgorithm):
     optimizer = "HyperBand"  # the hpbandster optimizer class a replay runs
 
     def live(self, space: SearchSpace, objective: Objective, settings: LiveSettings) -> LivePlan:
-        from ray.tune.schedulers import HyperBandScheduler  # heavy: ray
+        from .ray_schedulers import HyperBandScheduler  # heavy: ray
         from ray.tune.search.basic_variant import BasicVariantGenerator  # heavy: ray
 
         kw = {
