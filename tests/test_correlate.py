@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gnsel.cli import app
-from gnsel.zoo.correlate import EPOCH_MEASURES, correlate, hparam_columns
+from gnsel.measures import per_epoch_measures
+from gnsel.zoo.correlate import correlate, hparam_columns
 from gnsel.store import Store
 from gnsel.zoo import build_zoo, load_grid
 
@@ -37,7 +38,7 @@ def test_correlate_scores_every_measure_and_caches(zoo, tmp_path):
     assert set(report.granulated.columns) == {"lr", "weight_decay", "model_kwargs.width", "overall"}
     # per epoch: every stored measure at epochs 1..3
     assert set(report.per_epoch["epoch"]) == {1, 2, 3}
-    assert set(report.per_epoch["measure"]) == set(EPOCH_MEASURES)
+    assert set(report.per_epoch["measure"]) == set(per_epoch_measures())
     names = {p.name for p in report.files}
     assert {"correlation.csv", "granulated.csv", "per_epoch.csv", "scatter_gn_full.png", "epochs_kendall.png"} <= names
     assert all(p.stat().st_size > 0 for p in report.files)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..zoo.correlate import EPOCH_MEASURES, correlate, target_values
+from ..zoo.correlate import correlate, target_values
+from ..measures import per_epoch_measures
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, verdict_of
@@ -63,11 +64,12 @@ def phase_table(store_path, target: str, n_boot: int) -> pd.DataFrame:
     last = int(epochs["epoch"].max())
     rows = []
     chosen = phase_epochs(last)
+    recorded = per_epoch_measures()
     for e in chosen:
         f = epochs[epochs["epoch"] == e].copy()
         f[target] = target_values(f, target)
         for m in PHASE_MEASURES:
-            f[m] = EPOCH_MEASURES[m](f)
+            f[m] = recorded[m](f)
             est, lo, hi = kendall_ci(f, m, target, n_boot)
             rows.append({"epoch": e, "phase": "final" if e == chosen[-1] else "early" if e == chosen[0] else "middle",
                          "measure": m, "models": int(f[m].notna().sum()), "kendall": est,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
-from ..tune.algorithms import check_search, live_names
+from ..tune.algorithms import check_search, live_algorithm
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
@@ -56,9 +56,10 @@ class HpoPart(StudyPart):
         for key in ("trials", "epochs"):
             check_positive(live[key], f"hpo.live.{key}")
         for alg in live["algorithms"]:
-            if alg not in live_names():
-                raise ValueError(f"hpo.live.algorithms: unknown algorithm {alg!r}; "
-                                 f"choices: {', '.join(live_names())}")
+            try:
+                live_algorithm(alg)
+            except ValueError as err:
+                raise ValueError(f"hpo.live.algorithms: {err}") from None
         for text in live["objectives"]:
             parse_objective(text)
         if not any(_live_pair_ok(space, a, o) for a in live["algorithms"] for o in live["objectives"]):
@@ -291,7 +292,7 @@ def _span(values: pd.Series, fmt: str) -> str:
 
 def uses_gn(objective: str) -> bool:
     """Whether an objective measures GN (alone, weighted or as one of several objectives)."""
-    return "gn_" in objective or "traj_gn" in objective
+    return parse_objective(objective).uses_gn
 
 
 def _cost_table(summary: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:

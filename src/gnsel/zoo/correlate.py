@@ -33,15 +33,12 @@ from ..training import TrainConfig, build
 from .measure import measure_run
 
 __all__ = [
-    "EPOCH_MEASURES", "TARGETS", "CorrelateReport", "correlate", "hparam_columns", "markdown", "score_measure",
+    "TARGETS", "CorrelateReport", "correlate", "hparam_columns", "markdown", "score_measure",
     "target_values", "write_report",
 ]  # fmt: skip
 
 TARGETS = ("gap_acc", "gap_loss", "test_error")
 
-#: The built-in measures read from the rows the zoo stores at every epoch (no model needed), as
-#: declared by the measure registry (``recorded_as``); :func:`correlate` asks the registry each call.
-EPOCH_MEASURES: dict[str, Callable[[pd.DataFrame], pd.Series]] = per_epoch_measures()
 _NOT_HPARAMS = ("cfg.seed", "cfg.device", "cfg.data_seed")
 
 
