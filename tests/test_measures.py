@@ -20,7 +20,7 @@ from gnsel.measures import zero_cost as zc
 
 EXPECTED = {
     "gn_full", "gn_fc", "mean_grad_sq", "grad_variance", "traj_gn",
-    "val_loss", "val_error", "train_loss", "num_params", "random",
+    "val_loss", "val_error", "train_loss", "train_error", "budget", "num_params", "random",
     "log_prod_spectral", "log_sum_spectral", "log_prod_frobenius", "log_sum_frobenius", "dist_from_init",
     "param_norm", "path_norm", "inverse_margin", "path_norm_over_margin",
     "pacbayes_flatness", "pacbayes_mag_flatness",
@@ -28,7 +28,7 @@ EXPECTED = {
     "ww_alpha", "ww_alpha_weighted",
     "db_mixup",
 }  # fmt: skip
-ROW = {"epoch": 3, "val_loss": 0.7, "val_acc": 0.8, "train_loss": 0.2, "train_acc": 0.95, "traj_gn": 1.5}
+ROW = {"epoch": 3, "val_loss": 0.7, "val_acc": 0.8, "train_loss": 0.2, "train_acc": 0.95, "traj_gn": 1.5, "steps": 40, "lr_sq_sum": 0.1, "n_train": 100}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -428,7 +428,7 @@ def test_gn_measures_equal_gnsel_gradient_norm(trained_cnn):
     assert compute_measure("gn_fc", ctx).value == fc.mean_sq
     assert compute_measure("mean_grad_sq", ctx).value == full.mean_grad_sq
     assert compute_measure("grad_variance", ctx).value == pytest.approx(full.variance)
-    assert compute_measure("traj_gn", MeasureContext(row=dict(ROW))).value == 1.5
+    assert compute_measure("traj_gn", MeasureContext(row=dict(ROW))).value == pytest.approx(1.5**0.5 / 100)  # sqrt(S)/n
 
 
 def test_baselines():

@@ -3,6 +3,11 @@
 * ``val_loss``, ``train_loss``: mean cross-entropy on the full validation / training split, as stored
   in ``ctx.row``; ``val_error`` = 1 - ``val_acc``. These are the usual yardsticks of model selection
   (a held-out split predicts test error directly).
+* ``train_error`` = 1 - ``train_acc``: how far training got, the confound of every gap (a measure that
+  ranks the gap no better than the training loss or error says nothing beyond "this model trained less").
+* ``budget`` = ``sum_t lr_t^2 / n`` (``lr^2 * steps / n`` for a constant learning rate): the training
+  budget of trajectory GN with every gradient norm set to 1, a number computed from the hyper-parameters
+  alone; trajectory GN must beat it to say anything about the gradients.
 * ``num_params``: the number of trainable parameters (tied ones once) -- the VC-dimension-style
   measure #20 "params" of Jiang et al. (2020).
 * ``random``: a number in [0, 1) determined by ``ctx.seed`` and the run (the canonical JSON of
@@ -19,6 +24,7 @@ from ._util import model_of, trainable_params
 from .registry import MeasureContext, MissingNeedError, register_measure
 
 JIANG = "Jiang, Neyshabur, Mobahi, Krishnan & Bengio 2020, Fantastic Generalization Measures and Where to Find Them"
+LI = "Li, Luo & Qiao 2020, On Generalization Error Bounds of Noisy Gradient Methods for Non-Convex Learning"
 HOLDOUT = (
     "Hastie, Tibshirani & Friedman 2009, The Elements of Statistical Learning (ch. 7, Model Assessment and Selection)"
 )
@@ -58,6 +64,30 @@ def val_error(ctx: MeasureContext) -> float:
 def train_loss(ctx: MeasureContext) -> float:
     """Training cross-entropy (full training split) stored for this epoch."""
     return _row_value(ctx, "train_loss")
+
+
+@register_measure(
+    "train_error", citation=HOLDOUT, needs={"metrics"}, higher_means="higher test error", family="baseline",
+    recorded_as=lambda rows: 1.0 - rows["train_acc"],
+)  # fmt: skip
+def train_error(ctx: MeasureContext) -> float:
+    """Training error 1 - train_acc (full training split) stored for this epoch."""
+    return 1.0 - _row_value(ctx, "train_acc")
+
+
+def _budget(rows):
+    n = rows.get("n_train") if hasattr(rows, "get") else None
+    lr_sq = rows.get("lr_sq_sum") if hasattr(rows, "get") else None
+    return lr_sq / n if n is not None and lr_sq is not None else math.nan
+
+
+@register_measure(
+    "budget", citation=f"{LI}; the hyper-parameter-only part of its trajectory sum", needs={"metrics"},
+    higher_means="larger gap", family="baseline", recorded_as=_budget,
+)  # fmt: skip
+def budget(ctx: MeasureContext) -> float:
+    """Training budget sum_t lr_t^2 / n (lr^2 * steps / n at a constant lr), from the stored row."""
+    return _row_value(ctx, "lr_sq_sum") / _row_value(ctx, "n_train")
 
 
 @register_measure("num_params", citation=JIANG, needs={"weights"}, higher_means="larger gap", family="baseline")

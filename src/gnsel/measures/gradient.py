@@ -9,10 +9,14 @@ the trained model (and the recorded trajectory sum) predicts the gap of ordinary
 * ``gn_fc`` = the same over the classifier head only (``scope="fc"``);
 * ``mean_grad_sq`` = ||mean_i grad l_i||^2 (the squared norm of the full-batch probe gradient);
 * ``grad_variance`` = ``gn_full - mean_grad_sq`` = mean_i ||grad l_i - mean grad||^2;
-* ``traj_gn`` = sum_t lr_t^2 mean_{i in B_t} ||grad l_i(theta_t)||^2 as stored in ``ctx.row``.
+* ``traj_gn`` = sqrt(S) / n with S = sum_t lr_t^2 mean_{i in B_t} ||grad l_i(theta_t)||^2, the row's
+  ``traj_gn``, and n = ``n_train``: the data-dependent term of Li, Luo & Qiao's bound for SGLD,
+  (C/n) sqrt(sum_t (lr_t^2 / sigma_t^2) g(t)), with the noise sigma_t taken constant (plain SGD injects
+  none; a constant scales every run alike). The square root is monotone, so within one training-set size
+  the ranking is that of S; the 1/n (outside the root) makes zoos of different sizes comparable.
 
 Training records all five at every epoch (``recorded_as``: the stored columns ``gn_full``, ``gn_fc``,
-``gn_full_mean_grad_sq`` and ``traj_gn``).
+``gn_full_mean_grad_sq``, ``traj_gn`` and ``n_train``).
 """
 
 from __future__ import annotations
@@ -74,13 +78,20 @@ def grad_variance(ctx: MeasureContext) -> float:
     return _gn(ctx, "full").variance
 
 
+def per_n(rows, value):
+    """``value / rows["n_train"]`` (the bound's 1/n); NaN where the rows do not record ``n_train``."""
+    n = rows.get("n_train") if hasattr(rows, "get") else None
+    return value / n if n is not None else value * math.nan
+
+
 @register_measure(
     "traj_gn", citation=CITATION, needs={"trajectory"}, higher_means="larger gap", family="gradient",
-    recorded_as=lambda rows: rows["traj_gn"],
+    recorded_as=lambda rows: per_n(rows, rows["traj_gn"] ** 0.5),
 )  # fmt: skip
 def traj_gn(ctx: MeasureContext) -> float:
-    """Trajectory GN sum_t lr_t^2 * mean-batch GN, recorded during training (from ctx.row)."""
+    """Trajectory GN as the bound has it: sqrt(sum_t lr_t^2 * mean-batch GN) / n, recorded during training."""
     value = float(ctx.row["traj_gn"])
-    if not math.isfinite(value):
-        raise MissingNeedError("ctx.row['traj_gn'] is not finite")
-    return value
+    n = ctx.row.get("n_train")
+    if not math.isfinite(value) or n is None or not math.isfinite(float(n)):
+        raise MissingNeedError("ctx.row has no finite 'traj_gn' and 'n_train'")
+    return math.sqrt(value) / float(n)

@@ -518,7 +518,11 @@ class Store:
         return df
 
     def runs_frame(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
-        """Runs (optionally filtered by status) with the config flattened into ``cfg.*`` columns."""
+        """Runs (optionally filtered by status) with the config flattened into ``cfg.*`` columns.
+
+        ``converged`` (whether a finished run met its training criterion ``stop_loss``; empty without one or
+        before it finished) and ``stop_epoch`` (its last epoch) come from what the build recorded.
+        """
         import pandas as pd  # heavy: pandas (writers in worker processes never read frames)
 
         where, params = [], []
@@ -531,6 +535,9 @@ class Store:
         df = self._frame(sql, params)
         df["attempts"] = df["attempts"].astype("int64")
         df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce").astype("float64")
+        extra = [json.loads(s) if isinstance(s, str) and s else {} for s in df["extra_json"]]
+        df["converged"] = pd.array([e.get("converged") for e in extra], dtype="boolean")
+        df["stop_epoch"] = pd.array([e.get("stop_epoch") for e in extra], dtype="Int64")
         if len(df):
             cfg = pd.json_normalize([json.loads(s) for s in df["config_json"]])
             cfg.columns = [f"cfg.{c}" for c in cfg.columns]

@@ -37,7 +37,12 @@ _RESERVED_DATASET_KWARGS = ("seed", "n_train", "n_val", "root", "download", "nam
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines one training run; equal configs give identical runs on the CPU."""
+    """Everything that defines one training run; equal configs give identical runs on the CPU.
+
+    The training protocol (Jiang et al. 2020): a run trains until its training cross-entropy (the full
+    training split, eval mode, after an epoch) is at most ``stop_loss`` -- it *converged* -- or until
+    ``epochs`` epochs, the maximum; ``stop_loss=None`` trains all ``epochs``. The schedule spans ``epochs``.
+    """
 
     dataset: str = "mnist1d"
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +58,7 @@ class TrainConfig:
     schedule: str = "cosine"
     batch_size: int = 128
     epochs: int = 20
+    stop_loss: float | None = 0.01
     seed: int = 0
     probe_size: int = 512
     trajectory_gn: bool = True
@@ -61,7 +67,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Store float fields given as ints as floats, so that ``lr=1`` and ``lr=1.0`` hash alike."""
-        for name in ("lr", "momentum", "weight_decay"):
+        for name in ("lr", "momentum", "weight_decay", "stop_loss"):
             v = getattr(self, name)
             if isinstance(v, int) and not isinstance(v, bool):
                 object.__setattr__(self, name, float(v))
@@ -125,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
             raise ValueError(f"weight_decay must be a non-negative finite number, got {self.weight_decay!r}")
+        if self.stop_loss is not None and not (math.isfinite(self.stop_loss) and self.stop_loss > 0):
+            raise ValueError(f"stop_loss must be a positive finite number or None (no criterion), got {self.stop_loss!r}")
         if self.n_train is not None and self.n_train < 1:
             raise ValueError(f"n_train must be a positive integer or None, got {self.n_train!r}")
         if self.n_val is not None and self.n_val < 0:
@@ -177,6 +185,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "schedule": (str,),
     "batch_size": (int,),
     "epochs": (int,),
+    "stop_loss": (float, int, type(None)),
     "seed": (int,),
     "probe_size": (int,),
     "trajectory_gn": (bool,),

@@ -39,7 +39,7 @@ ROW_KEYS: tuple[str, ...] = (
     "epoch", "lr",
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "gap_acc", "gap_loss",
     *GN_KEYS,
-    "traj_gn", "traj_gn_epoch",
+    "traj_gn", "traj_gn_epoch", "steps", "lr_sq_sum", "n_train",
     "train_seconds", "measure_seconds", "eval_seconds",
 )  # fmt: skip
 
@@ -93,14 +93,33 @@ class TrainingRun:
                 GradNormCollector(model, scope="full", batch_stats="constant") if config.trajectory_gn else None
             )
             self.traj = torch.zeros((), dtype=torch.float64, device=device)
+            self.n_train = len(splits.train)
+            self.steps = 0
+            self.lr_sq_sum = 0.0
+            self.train_loss = math.nan  # of the last evaluated row: the stopping criterion reads it
             self.last_lr = config.lr
             self.check = FiniteCheck(device)
         self.epoch = 0
 
     # ------------------------------------------------------------------ epochs
+    @property
+    def converged(self) -> bool:
+        """Whether the last evaluated training loss met the criterion ``config.stop_loss`` (False without one)."""
+        stop = self.config.stop_loss
+        return stop is not None and math.isfinite(self.train_loss) and self.train_loss <= stop
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has stopped: it converged, or it trained the maximum number of epochs."""
+        return self.converged or self.epoch >= self.config.epochs
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Train the remaining epochs, yielding each one's row."""
-        while self.epoch < self.config.epochs:
+        """Train until the run stops (criterion met or ``epochs`` done), yielding each epoch's row.
+
+        The criterion is read from the last row this run evaluated (:meth:`row`, which ``train`` calls at
+        epoch 0 too); a driver that wants a fixed budget (a live search trial) calls :meth:`step_epoch`.
+        """
+        while not self.done:
             yield self.step_epoch()
 
     def step_epoch(self) -> dict[str, Any]:
@@ -142,6 +161,9 @@ class TrainingRun:
             **gn,
             "traj_gn": float(self.traj) if on else math.nan,
             "traj_gn_epoch": traj_inc if on else math.nan,
+            "steps": self.steps,
+            "lr_sq_sum": self.lr_sq_sum,
+            "n_train": self.n_train,
             "train_seconds": train_seconds,
             "measure_seconds": measure_seconds,
             "eval_seconds": eval_seconds,
@@ -168,6 +190,8 @@ class TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.last_lr = lr
+        self.steps += 1
+        self.lr_sq_sum += lr * lr
 
     def _evaluate(self) -> tuple[dict[str, float], float]:
         """Loss and accuracy on train/val/test, and the gaps; (metrics, seconds). Non-finite train loss: divergence."""
@@ -180,6 +204,7 @@ class TrainingRun:
             )
         out["gap_acc"] = out["train_acc"] - out["test_acc"]
         out["gap_loss"] = out["test_loss"] - out["train_loss"]
+        self.train_loss = float(out["train_loss"])
         self._sync()
         return out, time.perf_counter() - t0
 
@@ -204,6 +229,9 @@ class TrainingRun:
             "generator": self.gen.get_state(),
             "traj": self.traj.detach().to("cpu", copy=True),
             "last_lr": float(self.last_lr),
+            "steps": self.steps,
+            "lr_sq_sum": self.lr_sq_sum,
+            "train_loss": self.train_loss,
             "config": self.config.to_dict(),
         }
 
@@ -216,6 +244,9 @@ class TrainingRun:
         self.traj = state["traj"].to(device=self.device, dtype=torch.float64).clone()
         self.last_lr = float(state["last_lr"])
         self.epoch = int(state["epoch"])
+        self.steps = int(state.get("steps", 0))
+        self.lr_sq_sum = float(state.get("lr_sq_sum", 0.0))
+        self.train_loss = float(state.get("train_loss", math.nan))
 
     def set_hparams(self, *, lr: float | None = None, weight_decay: float | None = None,
                     momentum: float | None = None) -> None:  # fmt: skip

@@ -16,8 +16,15 @@ Every row is a flat dict of floats and ints:
   the exact squared gradient norm of example ``i`` of step ``t``'s mini-batch at the pre-update
   weights (collected in the training step's own backward pass, BatchNorm statistics taken as
   constants); ``traj_gn_epoch`` is the epoch's increment; both NaN when ``trajectory_gn`` is off;
+* ``steps`` (optimisation steps so far), ``lr_sq_sum`` (``sum_t lr_t^2`` over them: trajectory GN
+  with every gradient norm set to 1, the training-budget part of the bound) and ``n_train`` (the size
+  of the training split, the bound's ``n``);
 * ``train_seconds`` (the epoch's optimisation steps, trajectory hooks included), ``measure_seconds``
   (the probe GN measurements) and ``eval_seconds``.
+
+A run stops at the training protocol's criterion (``config.stop_loss``: the row's ``train_loss`` at
+most that, Jiang et al. 2020) or after ``epochs`` epochs, whichever comes first; the result says which
+(``converged``, ``stop_epoch``), and the last row is the stopping point.
 
 Training batches are slices of the split tensors, moved to the device once, in an order drawn each
 epoch from a ``torch.Generator`` seeded with ``seed``; a trailing batch of one example is skipped
@@ -71,6 +78,8 @@ class TrainResult:
     seconds: float
     run_id: str = ""
     device: str = "cpu"
+    converged: bool = False
+    stop_epoch: int = 0
     probe_indices: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long), repr=False)
 
     @property
@@ -96,7 +105,7 @@ def train(
     """Train per ``config``; rows for epochs 0..epochs (see the module docstring), reported through callbacks.
 
     ``on_epoch(epoch, row)`` is called when a row is complete; ``on_checkpoint(epoch, state_dict)`` with
-    the CPU weights at initialisation (epoch 0) and after the final epoch. ``progress`` gets a bar over
+    the CPU weights at initialisation (epoch 0) and at the stopping point (the criterion met, or ``epochs``). ``progress`` gets a bar over
     the epochs. ``root``/``download`` go to :func:`gnsel.data.load_dataset`. Raises :class:`DivergenceError`
     on a non-finite training loss.
     """
@@ -116,10 +125,11 @@ def train(
                 bar.advance(1, _describe(row))
         final = cpu_state(run.model)
     if on_checkpoint is not None:
-        on_checkpoint(config.epochs, copy.deepcopy(final))
+        on_checkpoint(run.epoch, copy.deepcopy(final))
     return TrainResult(
         rows=rows, final_state=final, initial_state=initial, seconds=time.perf_counter() - t_start,
         run_id=config.run_id(), device=str(device), probe_indices=run.probe_indices,
+        converged=run.converged, stop_epoch=run.epoch,
     )  # fmt: skip
 
 

@@ -4,7 +4,8 @@ The zoo defines a discrete search space: every configuration field that varies a
 runs is a categorical hyper-parameter, except the seeds (``seed``, ``data_seed``), which make
 replicates of one configuration; the architecture -- ``model`` together with ``model_kwargs`` -- is
 one parameter, ``arch``, with values such as ``mlp(depth=2,width=32)``. The zoo must hold a single
-dataset and a single number of training epochs ``E``.
+dataset and a single (maximum) number of training epochs ``E``. A run that stopped at its training
+criterion before ``E`` answers every later budget with its stopped model, at the cost it took.
 
 A lookup ``(configuration, b)`` replaces training for ``b`` epochs: it returns the metrics recorded
 at epoch ``b`` (:meth:`Lookup.row`) at the recorded cost (:meth:`Lookup.cost`): ``train_seconds`` +
@@ -37,6 +38,8 @@ __all__ = ["SEED_KEYS", "SEED_MODES", "Lookup"]
 SEED_KEYS = ("seed", "data_seed")
 _IGNORED_KEYS = ("device",)
 SEED_MODES = ("mean", "sample")
+# per-epoch quantities that are 0 after a run stopped (nothing was trained, evaluated or measured)
+_PER_EPOCH_COSTS = ("train_seconds", "eval_seconds", "measure_seconds", "traj_gn_epoch")
 
 
 def _fmt(value: Any) -> str:
@@ -153,10 +156,19 @@ class Lookup:
         ep = epochs_df[epochs_df["run_id"].isin(pos) & (epochs_df["epoch"] >= 0) & (epochs_df["epoch"] <= epochs)]
         where = slot[ep["run_id"].map(pos).to_numpy()]
         e_idx = ep["epoch"].to_numpy(dtype=int)
+        shape = (len(keys), int(n_rep.max()), epochs + 1)
+        last = np.full(shape[:2], -1)
+        np.maximum.at(last, (where[:, 0], where[:, 1]), e_idx)
+        after = (np.arange(epochs + 1)[None, None, :] > last[:, :, None]) & (last[:, :, None] >= 0)
+        source = np.broadcast_to(np.maximum(last, 0)[:, :, None], shape)
         metrics = {}
         for col in metric_cols:
-            arr = np.full((len(keys), int(n_rep.max()), epochs + 1), np.nan)
+            arr = np.full(shape, np.nan)
             arr[where[:, 0], where[:, 1], e_idx] = ep[col].to_numpy(dtype=float)
+            # a run stopped at its criterion before the zoo's maximum epoch: later budgets find the stopped model,
+            # at no further cost
+            stopped = np.take_along_axis(arr, source, axis=2)
+            arr = np.where(after, 0.0 if col in _PER_EPOCH_COSTS else stopped, arr)
             metrics[col] = arr
         return cls(
             params=params,

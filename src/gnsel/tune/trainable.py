@@ -69,7 +69,8 @@ def tune_trial(config: dict[str, Any], *, space_spec: Mapping[str, Any], objecti
                 "optimizer_lr": trainer.optimizer.param_groups[0]["lr"],
                 "optimizer_weight_decay": trainer.optimizer.param_groups[0]["weight_decay"],
             })  # fmt: skip
-    for row in trainer:
+    while trainer.epoch < cfg.epochs:  # the scheduler grants the budget: no stopping criterion in a live trial
+        row = trainer.step_epoch()
         metrics = {**row, **objective_metrics(objective, row), "run_id": run_id, **provenance}
         with tempfile.TemporaryDirectory(prefix="gnsel-ckpt-") as d:
             torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)

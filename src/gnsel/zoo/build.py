@@ -60,7 +60,9 @@ def run_one(config: dict[str, Any], store_path: str, threads: int = 1) -> tuple[
     except Exception as err:  # noqa: BLE001 - the grid goes on; the reason is kept in the store
         store.fail_run(rid, "".join(traceback.format_exception(err)), seconds=time.perf_counter() - t0)
         return rid, "failed", f"{type(err).__name__}: {err}"
-    store.finish_run(rid, time.perf_counter() - t0, {"device": result.device})
+    store.finish_run(rid, time.perf_counter() - t0, {"device": result.device,
+                                                     "converged": result.converged if cfg.stop_loss is not None else None,
+                                                     "stop_epoch": result.stop_epoch, "stop_loss": cfg.stop_loss})
     return rid, "done", None
 
 
