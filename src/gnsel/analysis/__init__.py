@@ -14,23 +14,36 @@ from .bootstrap import CI, bootstrap_ci
 from .cmi import CMIResult, conditional_mutual_information
 from .epochs import combine_epoch_scores, per_epoch
 from .granulated import GranulatedResult, granulated_kendall
+from .multiplicity import holm
+from .partial import partial_kendall, quantile_strata, stratified_kendall
 from .ranking import Score, kendall, spearman
+from .resample import BootstrapResult, bootstrap_pvalue, cluster_bootstrap
+from .separation import rank_text, separated_ranks
 from .sign_error import SignErrorResult, hoeffding_threshold, hoeffding_weight, sign_error
 
 __all__ = [
     "CI",
+    "BootstrapResult",
     "CMIResult",
     "GranulatedResult",
     "Score",
     "SignErrorResult",
     "bootstrap_ci",
+    "bootstrap_pvalue",
+    "cluster_bootstrap",
     "combine_epoch_scores",
     "conditional_mutual_information",
     "granulated_kendall",
     "hoeffding_threshold",
     "hoeffding_weight",
+    "holm",
     "kendall",
+    "partial_kendall",
     "per_epoch",
+    "quantile_strata",
+    "rank_text",
+    "separated_ranks",
     "sign_error",
     "spearman",
+    "stratified_kendall",
 ]
