@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 __all__ = ["holm"]
 
@@ -24,6 +23,8 @@ def _holm_array(p: np.ndarray) -> np.ndarray:
     if np.any((p[finite] < 0.0) | (p[finite] > 1.0)):
         raise ValueError(f"p-values must lie in [0, 1], got {p[finite][(p[finite] < 0) | (p[finite] > 1)]}")
     if finite.any():
+        from statsmodels.stats.multitest import multipletests  # heavy: statsmodels (0.8 s), only when adjusting
+
         out[finite] = multipletests(p[finite], method="holm")[1]
     return out
 
