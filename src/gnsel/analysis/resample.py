@@ -18,7 +18,7 @@ import pandas as pd
 
 from ._common import as_float
 
-__all__ = ["BootstrapResult", "bootstrap_pvalue", "cluster_bootstrap"]
+__all__ = ["BootstrapResult", "bootstrap_pvalue", "cluster_bootstrap", "nested_indices"]
 
 MIN_SAMPLES = 10  # fewer finite resamples than this give a NaN interval
 
@@ -53,6 +53,26 @@ def _members(frame: pd.DataFrame, group: str | None) -> tuple[np.ndarray, np.nda
     return flat, starts, sizes
 
 
+def nested_indices(frame: pd.DataFrame, group: str | None, *, n_boot: int, seed: int = 0) -> list[np.ndarray]:
+    """Row positions of ``n_boot`` two-stage resamples: groups drawn with replacement, then rows within each.
+
+    :func:`cluster_bootstrap` uses them; a caller scoring many statistics on one resample (every measure of a
+    zoo) draws them once and reuses them, so that all statistics see the same resamples (paired).
+    """
+    flat, starts, sizes = _members(frame, group)
+    n_groups = sizes.size
+    if n_groups == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        picked = rng.integers(0, n_groups, size=n_groups)
+        picked_sizes = sizes[picked]
+        inside = rng.integers(0, np.repeat(picked_sizes, picked_sizes))  # a row of its group, per slot
+        out.append(flat[np.repeat(starts[picked], picked_sizes) + inside])
+    return out
+
+
 def cluster_bootstrap(
     frame: pd.DataFrame,
     statistic: Callable[[pd.DataFrame], float],
@@ -73,18 +93,12 @@ def cluster_bootstrap(
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     estimate = as_float(statistic(frame))
-    flat, starts, sizes = _members(frame, group)
-    n_groups = sizes.size
-    if n_groups == 0:
+    draws = nested_indices(frame, group, n_boot=n_boot, seed=seed)
+    if not draws:
         return BootstrapResult(estimate, math.nan, math.nan, np.zeros(0), 0)
-    rng = np.random.default_rng(seed)
     values = np.full(n_boot, np.nan)
     n_failed = 0
-    for b in range(n_boot):
-        picked = rng.integers(0, n_groups, size=n_groups)
-        picked_sizes = sizes[picked]
-        inside = rng.integers(0, np.repeat(picked_sizes, picked_sizes))  # a row of its group, per slot
-        idx = flat[np.repeat(starts[picked], picked_sizes) + inside]
+    for b, idx in enumerate(draws):
         try:
             value = as_float(statistic(frame.iloc[idx]))
         except ValueError:

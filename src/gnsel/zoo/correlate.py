@@ -1,6 +1,7 @@
 """``gnsel correlate``: how well each generalization measure ranks a zoo's models.
 
-For every finished run of a store, the registered measures are computed at the final epoch (and
+For every finished run of a store, the registered measures are computed at its stopping point, the last
+epoch it trained (the training criterion met, or the maximum; ``values`` says which: ``converged``) (and
 cached in the store's ``measures`` table, so a second call is fast); measures that the zoo records at
 every epoch (GN full and fc, the mean-gradient norm, the gradient variance, trajectory GN and the
 losses: those the measure registry declares ``recorded_as``, :func:`gnsel.measures.per_epoch_measures`)
@@ -39,7 +40,7 @@ __all__ = [
 
 TARGETS = ("gap_acc", "gap_loss", "test_error")
 
-_NOT_HPARAMS = ("cfg.seed", "cfg.device", "cfg.data_seed")
+_NOT_HPARAMS = ("cfg.seed", "cfg.device", "cfg.data_seed", "cfg.stop_loss")  # seeds, place and protocol
 
 
 @dataclass
@@ -137,6 +138,8 @@ def correlate(
     hparams = hparam_columns(runs)
     table = runs.set_index("run_id")[hparams].copy()
     table[target] = target_values(last, target)
+    table["converged"] = runs.set_index("run_id")["converged"]
+    table["stop_epoch"] = last["epoch"]
     failures: dict[str, str] = {}
     for n in names:
         if n in recorded:
