@@ -10,7 +10,12 @@ from study_tiny import TINY
 
 from gnsel.progress import Recorder
 from gnsel.study import run_study
-from gnsel.study.hpo_effects import BOOT_PARAM, bootstrap_draws, effect_samples, resample_lookup
+from gnsel.study.hpo_effects import (
+    BOOT_PARAM,
+    bootstrap_draws,
+    effect_samples,
+    resample_lookup,
+)
 from gnsel.tune.lookup import Lookup
 from gnsel.tune.objectives import parse_objective
 
@@ -47,14 +52,14 @@ def test_a_resampled_lookup_keeps_shapes_and_its_labels_distinct():
         assert len(set(labels)) == len(labels)  # a duplicated configuration is a distinct point
         assert len(rs.index) == len(rs.configs) and all(rs.index[tuple(c[p] for p in rs.params)] == i
                                                         for i, c in enumerate(rs.configs))  # fmt: skip
-        assert BOOT_PARAM in rs.params and list(rs.params)[:2] == ["a", "b"]
+        assert list(rs.params) == [BOOT_PARAM] and rs.params[BOOT_PARAM] == [c[BOOT_PARAM] for c in rs.configs]
         np.testing.assert_array_equal(rs.n_replicates, lk.n_replicates[cfg])
         for i, (c, r) in enumerate(zip(cfg, reps)):
             assert len(r) == lk.n_replicates[c] and r.max() < lk.n_replicates[c]  # seeds drawn within their config
             np.testing.assert_array_equal(rs.metrics["val_loss"][i, : len(r)], lk.metrics["val_loss"][c, r])
             assert np.isnan(rs.metrics["val_loss"][i, len(r):]).all()
             assert rs.run_ids[i] == [lk.run_ids[c][j] for j in r]
-            assert {k: v for k, v in rs.configs[i].items() if k != BOOT_PARAM} == lk.configs[c]
+            assert rs.configs[i][BOOT_PARAM].startswith(lk.label(c) + " #")
 
 
 def test_bootstrap_samples_are_deterministic_from_their_seed():

@@ -3,7 +3,9 @@
 Two views of the same question. Live: every (algorithm, objective) searches on Ray Tune for a small
 budget (one seed each; a finished search is reused, an interrupted one resumed). Replay: the search
 algorithms query the zoo's recorded (configuration, epoch) metrics instead of training, so every pair
-runs for many seeds and its selected model's test accuracy gets a confidence interval.
+runs for many seeds. Seeds only measure Monte Carlo error given this one zoo: the effect of an objective
+(vs ``val_loss``, per algorithm) gets its interval from a bootstrap over the zoo's configurations with
+seeds nested (:mod:`gnsel.study.hpo_effects`; grid and random exactly, :mod:`gnsel.tune.exact`).
 """
 
 from __future__ import annotations
@@ -326,7 +328,10 @@ def run_hpo(ctx: StudyContext) -> Section:
         intro=(
             f"Replay: {', '.join(replay_cfg['algorithms'])} (the real Optuna and hpbandster implementations) "
             f"query the zoo's recorded metrics for {replay_cfg['seeds']} seeds each; the selected model's test "
-            "accuracy is read from the zoo. Live: the searches run on Ray Tune and train every trial. All "
+            "accuracy is read from the zoo. The effect of each objective against `val_loss` is given per "
+            "algorithm with a 95% interval from a bootstrap over the zoo's configurations (seeds nested): it "
+            "covers another draw of such a zoo, which more replay seeds do not. Live: the searches run on Ray "
+            "Tune and train every trial. All "
             "objectives are minimised; a multi-objective search picks the point of its Pareto front with the "
             "smallest sum of normalised objectives."
         ),
