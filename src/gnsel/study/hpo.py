@@ -3,7 +3,9 @@
 Two views of the same question. Live: every (algorithm, objective) searches on Ray Tune for a small
 budget (one seed each; a finished search is reused, an interrupted one resumed). Replay: the search
 algorithms query the zoo's recorded (configuration, epoch) metrics instead of training, so every pair
-runs for many seeds and its selected model's test accuracy gets a confidence interval.
+runs for many seeds. Seeds only measure Monte Carlo error given this one zoo: the effect of an objective
+(vs ``val_loss``, per algorithm) gets its interval from a bootstrap over the zoo's configurations with
+seeds nested (:mod:`gnsel.study.hpo_effects`; grid and random exactly, :mod:`gnsel.tune.exact`).
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
 from ..tune.algorithms import check_search, live_algorithm
+from ..tune.exact import selection_table
+from ..tune.lookup import Lookup
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
 from .common import build_zoo_store, ci_text, quiet_logs, sign_of, slug
+from .hpo_effects import Effects, effect_findings, run_effects, selection_exact
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 BASELINE = "val_loss"
 GN_ALONE = ("gn_full", "gn_fc", "traj_gn")  # objectives that are GN and nothing else
 _REPLAY_DEFAULTS = {"algorithms": ["grid", "random", "tpe", "hyperband", "bohb"], "objectives": ["val_loss"],
-                    "seeds": 50, "budget": None}  # fmt: skip
+                    "seeds": 50, "budget": None,
+                    "boot_exact_resamples": 1000, "boot_resamples": 30, "boot_seeds": 2, "boot_seed": 0}  # fmt: skip
 _LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
                   "space": None, "cpus_per_trial": 1.0, "gpus_per_trial": 0.0}  # fmt: skip
 
@@ -47,7 +53,10 @@ class HpoPart(StudyPart):
         replay, live = settings["replay"], settings["live"]
         parse_algorithms(replay["algorithms"])
         parse_objectives(replay["objectives"])
-        check_positive(replay["seeds"], "hpo.replay.seeds")
+        for key in ("seeds", "boot_exact_resamples", "boot_resamples", "boot_seeds"):
+            check_positive(replay[key], f"hpo.replay.{key}")
+        if isinstance(replay["boot_seed"], bool) or not isinstance(replay["boot_seed"], int) or replay["boot_seed"] < 0:
+            raise ValueError(f"hpo.replay.boot_seed must be a non-negative integer, got {replay['boot_seed']!r}")
         if not live["algorithms"]:
             return
         if live["space"] is None:
@@ -129,6 +138,30 @@ def _replay(ctx: StudyContext, store_path: Path, folder: Path):
                                      "space": res.space, "seconds": res.seconds}, indent=2))  # fmt: skip
     ctx.progress.log(f"  replay: done in {res.seconds:.0f} s")
     return res
+
+
+def _effects(ctx: StudyContext, lookup: Lookup, res: ReplayResult, store_path: Path, folder: Path) -> Effects:
+    """Per-algorithm effects vs ``val_loss`` with bootstrap intervals; the samples are reused when the settings match."""
+    settings = ctx.spec.parts["hpo"]["replay"]
+    key = ctx.spec.part_hash("hpo", step="effects", store=str(store_path))
+    meta_path, samples_path = folder / "effects_meta.json", folder / "effect_samples.csv"
+    samples = None
+    if meta_path.exists() and samples_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
+        ctx.progress.log("  bootstrap: reusing the finished resamples")
+        samples = pd.read_csv(samples_path)
+    else:
+        ctx.progress.log(f"  bootstrap over the zoo's {res.n_configs} configurations (seeds nested): "
+                         f"{settings['boot_exact_resamples']} exact resamples for grid/random, "
+                         f"{settings['boot_resamples']} replayed x {settings['boot_seeds']} seeds for the others")  # fmt: skip
+    eff = run_effects(lookup, res.runs, parse_algorithms(settings["algorithms"]), settings["objectives"], res.budget,
+                      samples=samples, baseline=BASELINE, exact_resamples=int(settings["boot_exact_resamples"]),
+                      replay_resamples=int(settings["boot_resamples"]), replay_seeds=int(settings["boot_seeds"]),
+                      seed=int(settings["boot_seed"]), workers=ctx.workers, progress=ctx.progress)  # fmt: skip
+    if samples is None:
+        eff.samples.to_csv(samples_path, index=False)
+        meta_path.write_text(json.dumps({"key": key, "seconds": eff.seconds}, indent=2))
+        ctx.progress.log(f"  bootstrap: done in {eff.seconds:.0f} s")
+    return eff
 
 
 def paired_differences(runs: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
@@ -240,9 +273,14 @@ def run_hpo(ctx: StudyContext) -> Section:
     ctx.step("hpo:zoo")
     res = _replay(ctx, store_path, folder)
     ctx.step("hpo:replay")
+    lookup = Lookup.from_store(store_path)
+    objectives = parse_objectives(ctx.spec.parts["hpo"]["replay"]["objectives"])
+    eff = _effects(ctx, lookup, res, store_path, folder)
+    ctx.step("hpo:effects")
     live = _live(ctx, folder)
     summary = res.summary
     diffs = paired_differences(res.runs)
+    exact = selection_exact(lookup, res.runs, objectives, res.budget)
     cost = _cost_table(summary, live)
     figures = [
         Figure(plot_selected(summary, live, folder / "selected_accuracy.png"),
@@ -255,10 +293,28 @@ def run_hpo(ctx: StudyContext) -> Section:
               f"({res.n_configs} configurations x {res.zoo_epochs} epochs, budget {res.budget} epochs per search): "
               "test accuracy of the selected model, mean and 95% t interval over seeds."),
         Table("hpo_vs_val_loss", diffs, "Test accuracy of each objective's selection minus that of `val_loss`, "
-              "paired by (algorithm, seed), with a 95% t interval."),
+              "paired by (algorithm, seed) and pooled over algorithms, with a 95% t interval over replay seeds: "
+              "seed (Monte Carlo) error given this one zoo, which more seeds shrink without adding evidence; "
+              "see `hpo_effects` for intervals over the zoo's configurations."),
+        Table("hpo_effects", eff.effects, "Per algorithm: expected test accuracy of the model selected with each "
+              "objective minus that with `val_loss` (effect), with a 95% interval from a bootstrap over the zoo's "
+              "configurations with their seeds nested (percentile interval, widened to include the estimate where "
+              "it falls outside). method exact: grid/random by order statistics on the full zoo and on every "
+              "resample; replay: the full replay's seeds, each resample replayed with a few seeds."),
         Table("hpo_gn_cost", cost, "What a GN objective costs: compute per search (replay: the zoo's recorded "
               "seconds; live: measured), and GN's share of it."),
+        Table("selection_exact", exact, "Exact expected test accuracy of the model grid search (k points without "
+              "replacement) and random search (k draws, with or without replacement) select with each single "
+              "objective, by order statistics over the zoo's configurations (no seeds); replay_mean: the replayed "
+              "seeds' mean where the replay ran that algorithm with that k (a check).", max_rows=40),
+        Table("selection_table", selection_table(lookup, objectives), "Every configuration of the zoo at its last "
+              "epoch: each single objective's value and the test accuracy (seed means), what the exact "
+              "expectations are computed from.", max_rows=20),
     ]  # fmt: skip
+    if len(eff.gaps):
+        tables.insert(tables.index(next(t for t in tables if t.name == "hpo_effects")) + 1, Table(
+            "hpo_bandit_gap", eff.gaps, "Per GN objective: its effect under HyperBand/BOHB minus its effect under "
+            "random search, paired within each bootstrap resample of the zoo's configurations, with a 95% interval."))
     if not live.empty:
         cols = [c for c in ("algorithm", "objective", "status", "trials", "failed", "selected_config", "selected_epoch",
                             "test_acc", "best_test_acc", "regret", "gap_acc", "epochs", "seconds", "gn_seconds",
@@ -272,11 +328,14 @@ def run_hpo(ctx: StudyContext) -> Section:
         intro=(
             f"Replay: {', '.join(replay_cfg['algorithms'])} (the real Optuna and hpbandster implementations) "
             f"query the zoo's recorded metrics for {replay_cfg['seeds']} seeds each; the selected model's test "
-            "accuracy is read from the zoo. Live: the searches run on Ray Tune and train every trial. All "
+            "accuracy is read from the zoo. The effect of each objective against `val_loss` is given per "
+            "algorithm with a 95% interval from a bootstrap over the zoo's configurations (seeds nested): it "
+            "covers another draw of such a zoo, which more replay seeds do not. Live: the searches run on Ray "
+            "Tune and train every trial. All "
             "objectives are minimised; a multi-objective search picks the point of its Pareto front with the "
             "smallest sum of normalised objectives."
         ),
-        findings=_findings(summary, diffs, cost, live, res.best_test_acc),
+        findings=_findings(summary, cost, live, res.best_test_acc, eff, res.n_configs, replay_cfg),
         tables=tables,
         figures=figures,
         notes=[f"{r.algorithm} with `{r.objective}`: {r.status}" for r in live.itertuples()
@@ -315,24 +374,16 @@ def _cost_table(summary: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _findings(summary: pd.DataFrame, diffs: pd.DataFrame, cost: pd.DataFrame, live: pd.DataFrame,
-              best: float) -> list[Finding]:  # fmt: skip
+def _findings(summary: pd.DataFrame, cost: pd.DataFrame, live: pd.DataFrame, best: float, eff: Effects,
+              n_configs: int, replay_cfg: Mapping[str, Any]) -> list[Finding]:  # fmt: skip
     out = []
     base = summary[summary["objective"] == BASELINE]
     if len(base):
         b = t_interval(base["test_acc"])
         out.append(Finding(f"With `val_loss`, the searches select models of mean test accuracy {ci_text(*b, signed=False)} "
                            f"(over algorithms and seeds; the zoo's best model has {best:.3f}).", "info"))  # fmt: skip
-    for r in diffs.itertuples():
-        s = sign_of(r.diff_low, r.diff_high)
-        alone = r.objective.strip() in GN_ALONE
-        verdict = "helps" if s > 0 else "does not help" if s < 0 else "mixed"
-        what = f"Selecting by GN alone (`{r.objective}`)" if alone else f"Selecting by `{r.objective}`"
-        effect = {1: "selects better models than", -1: "selects worse models than", 0: "is indistinguishable from"}[s]
-        out.append(Finding(
-            f"{what} {effect} `val_loss`: test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)} "
-            f"(paired over {r.pairs} searches; worse in {r.worse_share:.0%}, better in {r.better_share:.0%}).",
-            verdict if uses_gn(r.objective) else "info"))  # fmt: skip
+    out += effect_findings(eff.effects, eff.gaps, n_configs, int(replay_cfg["boot_exact_resamples"]),
+                           int(replay_cfg["boot_resamples"]), int(replay_cfg["boot_seeds"]), BASELINE)  # fmt: skip
     gn_rows = cost[cost["uses_gn"]]
     if len(gn_rows) and "replay_gn_share" in gn_rows:
         share = gn_rows["replay_gn_share"]
