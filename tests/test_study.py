@@ -24,7 +24,8 @@ from gnsel.study import PARTS, list_study_presets, load_study, parse_parts, run_
 TABLES = {
     "correlation": ["correlation_scores", "correlation_phases", "correlation_granulated", "correlation_per_epoch"],
     "cost": ["cost_summary", "cost_ratios"],
-    "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_gn_cost"],
+    "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_effects", "hpo_bandit_gap", "hpo_gn_cost", "selection_exact",
+            "selection_table"],
     "architectures": ["architectures_tiny-arch"],
 }
 FIGURES = {

@@ -12,6 +12,7 @@ from . import correlation as _correlation  # noqa: F401
 from . import cost_part as _cost  # noqa: F401
 from . import hpo as _hpo  # noqa: F401
 from . import architectures as _architectures  # noqa: F401
+from . import claims as _claims  # noqa: F401
 
 # isort: on
 from .part import PARTS, StudyContext, StudyPart, StudySpec, study_part

@@ -22,7 +22,7 @@ from ..measures import per_epoch_measures
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, verdict_of
-from .scoring import BASELINES, score_measures
+from .scoring import BASELINES, config_labels, score_measures
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 PHASE_MEASURES = ("gn_full", "gn_fc", "traj_gn", "val_loss", "budget", "train_loss")
@@ -155,7 +155,7 @@ def run_correlation(ctx: StudyContext) -> Section:
                 f"(scored on the rest); the first reason: {why}" for m, why in sorted(rep.failures.items())
                 if m in rep.scores.index]  # fmt: skip
     hps = ", ".join(h.removeprefix("cfg.") for h in rep.hparams)
-    n_configs = int(pd.Series([tuple(r) for r in values[rep.hparams].astype(str).to_numpy()]).nunique())
+    n_configs = int(config_labels(values, rep.hparams).nunique())
     stop = cfg0.get("stop_loss")
     tables = [
         Table("correlation_scores", table, f"Every measure against `{target}` over the {len(scored)} {which} models "
@@ -166,13 +166,14 @@ def run_correlation(ctx: StudyContext) -> Section:
         Table("correlation_phases", phases, "Kendall tau (95% bootstrap interval over models) of GN, the validation "
               "loss and the baselines against the gap early in training (10% of each run's stopping epoch), in the "
               "middle (50%) and at the stopping point."),
-        Table("correlation_missed", missed_table, "Runs that did not meet the training criterion, reported apart "
-              "(not in the scores above)."),
         Table("correlation_granulated", rep.granulated, "Granulated Kendall per hyper-parameter (all models): how "
               "well each measure ranks models that differ in that hyper-parameter only.", index=True),
         Table("correlation_per_epoch", rep.per_epoch, "Kendall, granulated Kendall and CMI of the per-epoch "
               "measures at every epoch (the runs still training at that epoch).", max_rows=12),
     ]  # fmt: skip
+    if len(missed_table):
+        tables.insert(3, Table("correlation_missed", missed_table, "Runs that did not meet the training criterion, "
+                               "reported apart (not in the scores above)."))
     if table_all is not None:
         tables.insert(2, Table("correlation_scores_all", table_all, f"All {len(values)} models, the runs that "
                                "missed the criterion included (for comparison only).", index=True))  # fmt: skip

@@ -75,6 +75,7 @@ class StudyContext:
     workers: int = 2
     progress: Progress = SILENT
     on_step: Callable[[str], None] | None = None  # called at every resumable step (tests interrupt here)
+    sections: dict[str, Section] = field(default_factory=dict)  # the parts finished so far (a later part reads them)
 
     def folder(self, part: str) -> Path:
         """The part's own folder under the study's output folder (created)."""
@@ -102,6 +103,10 @@ class StudyPart:
     verdict_limit: ClassVar[int] = 2
     """How many of the part's findings that take a side go to the report's verdict."""
     answer_rank: ClassVar[float] = 100.0
+    section_rank: ClassVar[float] = 100.0
+    """Where the part's section goes in the report (lower first; ties keep study order)."""
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    """Parts whose sections this part reads (``ctx.sections``); their settings enter its cache key."""
 
     def settings(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """The study file's settings of this part over the defaults (unknown keys refused)."""

@@ -105,12 +105,18 @@ def run_study(
         from ..tune.live import ray_session  # heavy: ray
 
         ray_ctx = ray_session(address, **({} if address else {"num_cpus": workers}))
+    for part in PARTS:  # finished parts that this run does not redo: later parts may read them
+        if part not in todo:
+            cached = load_section(out / part, part_key(spec, part))
+            if cached is not None:
+                ctx.sections[part] = cached[0]
     with ray_ctx:
         for part in todo:
-            key = spec.part_hash(part)
+            key = part_key(spec, part)
             cached = load_section(ctx.folder(part), key)
             if cached is not None:
                 result.sections[part], result.seconds[part] = cached
+                ctx.sections[part] = cached[0]
                 result.reused.append(part)
                 progress.log(f"{part}: reusing the finished part ({out / part})")
                 continue
@@ -122,18 +128,27 @@ def run_study(
                 seconds = _add_session(ctx.folder(part), time.perf_counter() - t0)
             save_section(section, ctx.folder(part), key, seconds)
             result.sections[part], result.seconds[part] = section, seconds
+            ctx.sections[part] = section
             result.computed.append(part)
             progress.log(f"{part}: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
             ctx.step(f"{part}:done")
     for part in PARTS:  # parts finished by earlier runs belong in the report too
         if part not in result.sections:
-            cached = load_section(out / part, spec.part_hash(part))
+            cached = load_section(out / part, part_key(spec, part))
             if cached is not None:
                 result.sections[part], result.seconds[part] = cached
     report = assemble(spec, result, dev, address)
     result.files = write_report(report, out)
     progress.log(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")
     return result
+
+
+def part_key(spec: StudySpec, part: str) -> str:
+    """The cache key of a part: its settings' hash, with those of the parts it reads (``depends_on``)."""
+    deps = PARTS.get(part).depends_on
+    if not deps:
+        return spec.part_hash(part)
+    return spec.part_hash(part, depends={d: spec.part_hash(d) for d in deps if d in spec.parts})
 
 
 def _add_session(folder: Path, seconds: float) -> float:
@@ -174,7 +189,8 @@ def _machine() -> str:
 
 def assemble(spec: StudySpec, result: StudyResult, device: str, address: str | None) -> Report:
     """The report of whatever parts are finished, in study order."""
-    sections = [result.sections[p] for p in PARTS if p in result.sections]
+    order = sorted(PARTS.items(), key=lambda item: item[1].section_rank)
+    sections = [result.sections[p] for p, _ in order if p in result.sections]
     meta = {
         "study": f"{spec.name}: {spec.description}",
         "written": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

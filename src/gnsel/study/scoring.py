@@ -64,7 +64,8 @@ def config_labels(frame: pd.DataFrame, hparams: Sequence[str]) -> pd.Series:
     """One label per configuration (the hyper-parameters' values; seeds aside) for every row."""
     if not hparams:
         return pd.Series([str(i) for i in range(len(frame))], index=frame.index)
-    return frame[list(hparams)].astype(str).agg("|".join, axis=1)
+    rows = frame[list(hparams)].itertuples(index=False)
+    return pd.Series(["|".join(map(repr, row)) for row in rows], index=frame.index)
 
 
 def _tau(x: np.ndarray, y: np.ndarray) -> float:
