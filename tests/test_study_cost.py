@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import pandas as pd
 import pytest
 import torch
+from study_tiny import TINY
 
 from gnsel.progress import Recorder
+from gnsel.report import Section, Table
+from gnsel.study import load_study, run_study
 from gnsel.study.cost import (
     FRAME_COLUMNS,
     METHODS,
@@ -16,6 +22,16 @@ from gnsel.study.cost import (
     measure_costs,
     plot_costs,
 )
+from gnsel.study.cost_claim import (
+    CLAIM2_COLUMNS,
+    ESTIMATE_KEYS,
+    claim2_findings,
+    claim2_table,
+    paired_ratios,
+    ratio_text,
+)
+from gnsel.study.cost_part import claim2_estimate
+from gnsel.study.part import table_of
 
 DATA = {"num_samples": 1000}  # small mnist1d: 720 training examples with the default validation split
 N, NAIVE, REPEATS = 256, 16, 2
@@ -134,3 +150,119 @@ def test_naive_examples_capped_at_n_and_rng_untouched():
     frame = measure_costs([case], device="cpu", repeats=1, naive_examples=1000)
     assert (frame["naive_examples"] == 32).all() and len(frame) == len(METHODS)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+# ------------------------------------------------------------------------------------------ claim 2
+def _long(seconds: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """A measure_costs-like long frame from {case: {method: [seconds per round]}}, rows in reverse order."""
+    rows = [{"case": case, "model": "m", "params": 10, "input_shape": "3x32x32", "n_examples": 64, "method": method,
+             "repeat": r, "seconds": s}
+            for case, methods in seconds.items() for method, secs in methods.items()
+            for r, s in enumerate(secs, start=1)]  # fmt: skip
+    return pd.DataFrame(rows[::-1])
+
+
+HAND = _long({
+    "a": {"train_epoch": [1, 1, 1], "gn_full": [3, 4, 16], "gn_fc": [1, 2, 8], "naive": [12, 40, 20]},
+    "b": {"train_epoch": [1, 1, 1], "gn_full": [2, 2, 2], "gn_fc": [1, 1, 1], "naive": [100, 110, 120]},
+})  # fmt: skip
+
+
+def test_paired_ratios_divide_round_by_round():
+    r = paired_ratios(HAND, "naive", "gn_fc")
+    assert list(r.columns) == ["case", "repeat", "ratio"] and r["case"].tolist() == ["b"] * 3 + ["a"] * 3
+    a = r[r["case"] == "a"].set_index("repeat")["ratio"]
+    assert a.to_dict() == {1: 12.0, 2: 20.0, 3: 2.5}  # unpaired medians would give 20 / 2 = 10
+
+
+def test_claim2_table_median_and_spread_over_rounds():
+    t = claim2_table(HAND, paper_cases=["a"]).set_index("case")
+    assert list(claim2_table(HAND).columns) == list(CLAIM2_COLUMNS)
+    a = t.loc["a"]
+    assert (a.naive_over_fc_low, a.naive_over_fc, a.naive_over_fc_high) == (2.5, 12.0, 20.0)
+    assert (a.exact_over_fc_low, a.exact_over_fc, a.exact_over_fc_high) == (2.0, 2.0, 3.0)
+    assert a.rounds == 3 and a.spread == pytest.approx(8.0) and a.paper_case
+    assert a.input_shape == "3x32x32" and a.params == 10
+    assert t.loc["b", "naive_over_fc"] == 110.0 and t.loc["b", "spread"] == pytest.approx(1.2) and not t.loc["b", "paper_case"]
+
+
+def _section(table: pd.DataFrame) -> Section:
+    return Section(key="cost", title="t", intro="", findings=[], tables=[Table("cost_claim2", table, "c")])
+
+
+def test_claim2_estimate_on_a_hand_made_section():
+    t = claim2_table(_long({
+        c: {"gn_full": [e, e], "gn_fc": [1, 1], "naive": [lo, hi]}
+        for c, e, lo, hi in [("p", 2, 100, 300), ("q", 3, 10, 30), ("r", 5, 1000, 2000), ("s", 7, 50, 50)]
+    }), paper_cases=["p", "r"])  # fmt: skip
+    est = claim2_estimate(_section(t))
+    assert set(est) == set(ESTIMATE_KEYS) and est["n_cases"] == 4 and est["paper_cases"] == 2
+    assert est["estimate"] == 50.0  # medians 200, 20, 1500, 50: the lower middle case (s), a measured value
+    assert (est["low"], est["high"]) == (10.0, 2000.0)
+    assert (est["exact_estimate"], est["exact_low"], est["exact_high"]) == (3.0, 2.0, 7.0)
+    assert (est["paper_estimate"], est["paper_low"], est["paper_high"]) == (200.0, 100.0, 2000.0)
+    none = claim2_estimate(_section(t.assign(paper_case=False)))
+    assert all(math.isnan(none[k]) for k in ("paper_estimate", "paper_low", "paper_high"))
+    assert claim2_estimate(None) is None
+    assert claim2_estimate(Section(key="cost", title="t", intro="", findings=[])) is None
+
+
+def test_warning_when_rounds_disagree():
+    words = claim2_findings(claim2_table(HAND))
+    warnings = [f for f in words if f.text.startswith("Warning:")]
+    assert len(warnings) == 1 and "rounds of a disagree" in warnings[0].text and warnings[0].verdict == "info"
+    assert "[2.50, 20.0] around 12.0x" in warnings[0].text
+    assert not [f for f in claim2_findings(claim2_table(HAND), spread_warning=10) if f.text.startswith("Warning")]
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"(\d[\d.]*)x\b", text) + [n for pair in re.findall(r"\[([\d.]+), ([\d.]+)\]", text) for n in pair]
+
+
+def test_every_ratio_in_the_words_is_a_value_of_the_table():
+    t = claim2_table(HAND, paper_cases=["b"])
+    shown = {ratio_text(v) for c in t.columns if c.endswith(("_fc", "_low", "_high")) for v in t[c]}
+    texts = [f.text for f in claim2_findings(t)]
+    assert texts[0].startswith("Over all timed architectures, the fc approximation is ")
+    assert "faster than the naive per-example exact GN (the paper's comparison" in texts[0]
+    assert "On the paper's architectures at their input shape (b)" in texts[1]
+    for text in texts:
+        nums = _numbers(text)
+        assert nums and set(nums) <= shown | {ratio_text(v) for v in t["spread"]}, text
+
+
+def test_cost_part_writes_claim2_with_paper_cases(tmp_path):
+    cost = {"cases": [{"label": "mlp w16", "model": "mlp", "model_kwargs": {"width": 16}}],
+            "dataset_kwargs": {"num_samples": 1200}, "n_examples": 128, "batch_size": 64, "repeats": 2,
+            "naive_examples": 8, "paper_cases": [{"label": "resnet20 (width 0.25)", "model": "resnet20",
+                                                  "model_kwargs": {"width_mult": 0.25}}],
+            "paper_dataset_kwargs": {"shape": [3, 16, 16], "n_classes": 10, "n_samples": 100},
+            "paper_n_examples": 16, "paper_batch_size": 8, "paper_repeats": 2, "paper_naive_examples": 4}  # fmt: skip
+    result = run_study({**TINY, "cost": cost}, tmp_path, parts="cost", workers=1)
+    section = result.sections["cost"]
+    t = table_of(section, "cost_claim2")
+    assert list(t.columns) == list(CLAIM2_COLUMNS) and t["paper_case"].tolist() == [False, True]
+    assert t["input_shape"].tolist() == ["40", "3x16x16"] and (t["rounds"] == 2).all()
+    assert (result.files["tables"] / "cost_claim2.csv").exists()
+    est = claim2_estimate(section)
+    assert est["n_cases"] == 2 and est["paper_estimate"] == t["naive_over_fc"].iloc[1]
+    claim = next(f.text for f in section.findings if f.text.startswith("Over all timed architectures"))
+    faster = re.findall(r"is ([\d.]+)x faster", claim) + re.findall(r"and ([\d.]+)x faster", claim)
+    assert len(faster) == 2
+    assert faster[0] in {ratio_text(v) for v in t["naive_over_fc"]}
+    assert faster[1] in {ratio_text(v) for v in t["exact_over_fc"]}
+    first = section.findings[0].text
+    summary = table_of(section, "cost_summary")
+    assert all(n in {ratio_text(v) for c in ("ratio_to_epoch", "ratio_low", "ratio_high") for v in summary[c]}
+               for n in _numbers(first))  # fmt: skip
+
+
+def test_paper_cases_settings_are_checked():
+    with pytest.raises(ValueError, match="used twice"):
+        load_study({**TINY, "cost": {**TINY["cost"], "paper_cases": [{"label": "mlp w16", "model": "mlp"}]}})
+    with pytest.raises(ValueError, match="paper_repeats"):
+        load_study({**TINY, "cost": {**TINY["cost"], "paper_repeats": 0}})
+    with pytest.raises(ValueError, match="spread_warning"):
+        load_study({**TINY, "cost": {**TINY["cost"], "spread_warning": 1.0}})
+    with pytest.raises(ValueError, match=r"cost.paper_cases\[0\]"):
+        load_study({**TINY, "cost": {**TINY["cost"], "paper_cases": [{"modl": "vgg11"}]}})

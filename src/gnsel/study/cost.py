@@ -65,8 +65,8 @@ METHOD_LABELS: dict[str, str] = {
     "naive": "naive per-example loop",
 }
 FRAME_COLUMNS: tuple[str, ...] = (
-    "case", "model", "params", "n_examples", "batch_size", "device", "method", "repeat", "seconds",
-    "naive_examples", "max_rel_diff",
+    "case", "model", "params", "input_shape", "n_examples", "batch_size", "device", "method", "repeat",
+    "seconds", "naive_examples", "max_rel_diff",
 )  # fmt: skip
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "case", "model", "params", "n_examples", "batch_size", "device", "naive_examples", "max_rel_diff",
@@ -208,7 +208,7 @@ def measure_costs(
     Returns a long frame with one row per (case, method, repeat) and the columns
     :data:`FRAME_COLUMNS`: ``seconds`` is the whole-set time (for ``naive`` extrapolated from its
     first ``naive_examples`` examples), ``repeat`` counts from 1, ``params`` is the trainable
-    parameter count and ``max_rel_diff`` the largest relative difference between the engine's and
+    parameter count, ``input_shape`` one example's shape (``"3x32x32"``) and ``max_rel_diff`` the largest relative difference between the engine's and
     the naive loop's per-example squared norms on those examples. ``seed`` fixes the data split,
     the model's initial weights and the training epoch's batch order. The models are left unchanged.
     """
@@ -268,7 +268,8 @@ def measure_costs(
         for method in METHODS:
             for r, seconds in enumerate(times[method], start=1):
                 rows.append({
-                    "case": case.label, "model": case.model, "params": n_params, "n_examples": n,
+                    "case": case.label, "model": case.model, "params": n_params,
+                    "input_shape": "x".join(map(str, input_shape)), "n_examples": n,
                     "batch_size": case.batch_size, "device": str(dev), "method": method, "repeat": r,
                     "seconds": float(seconds), "naive_examples": k, "max_rel_diff": rel,
                 })  # fmt: skip
@@ -375,10 +376,11 @@ def plot_costs(summary: pd.DataFrame, path: str | Path) -> Path:
     ax.set_xticks(np.arange(len(cases)))
     ax.set_xticklabels(ticks, fontsize=8)
     ax.set_ylabel("cost / one training epoch")
-    first = summary.iloc[0]
-    bits = [f"{int(first['n_examples'])} examples" if "n_examples" in summary.columns else "",
-            f"batch {int(first['batch_size'])}" if "batch_size" in summary.columns else "",
-            str(first["device"]) if "device" in summary.columns else ""]  # fmt: skip
+    def values(col: str) -> str:
+        return "/".join(str(v) for v in dict.fromkeys(summary[col].tolist())) if col in summary.columns else ""
+
+    bits = [f"{values('n_examples')} examples" if "n_examples" in summary.columns else "",
+            f"batch {values('batch_size')}" if "batch_size" in summary.columns else "", values("device")]  # fmt: skip
     detail = ", ".join(b for b in bits if b)
     ax.set_title("Cost of gradient norms relative to one training epoch" + (f" ({detail})" if detail else ""),
                  fontsize=9)  # fmt: skip
