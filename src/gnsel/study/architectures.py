@@ -38,7 +38,7 @@ class ArchitecturesPart(StudyPart):
     """How GN and the published measures rank the models of architecture zoos, against gap and test error."""
 
     name = "architectures"
-    defaults = {"zoo": [], "targets": ["gap_acc", "test_error"], "bootstrap": 1000, "measures": None}
+    defaults = {"zoo": [], "targets": ["gap_loss", "test_error"], "bootstrap": 1000, "measures": None}
     uses_zoo = True
     verdict_rank = 2
 
