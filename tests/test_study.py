@@ -22,18 +22,20 @@ from gnsel.cli import app
 from gnsel.study import PARTS, list_study_presets, load_study, parse_parts, run_study
 
 TABLES = {
-    "correlation": ["correlation_scores", "correlation_phases", "correlation_granulated", "correlation_per_epoch"],
-    "cost": ["cost_summary", "cost_ratios"],
+    "correlation": ["correlation_scores", "correlation_secondary", "correlation_scores_all", "correlation_missed",
+                    "correlation_phases", "correlation_granulated", "correlation_per_epoch"],
+    "cost": ["cost_summary", "cost_ratios", "cost_claim2", "cost_claim2_estimate"],
     "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_effects", "hpo_bandit_gap", "hpo_gn_cost", "selection_exact",
             "selection_table"],
     "architectures": ["architectures_tiny-arch"],
+    "claims": ["claims", "claims_tests"],
 }
 FIGURES = {
     "correlation": ["scatter_gn_full.png", "scatter_gn_fc.png", "scatter_traj_gn.png", "scatter_val_loss.png",
                     "epochs_kendall.png", "epochs_granulated.png"],
     "cost": ["cost_ratios.png"],
     "hpo": ["selected_accuracy.png", "replay_anytime.png"],
-    "architectures": ["agreement_tiny-arch_gap_acc.png", "agreement_tiny-arch_test_error.png"],
+    "architectures": ["agreement_tiny-arch_gap_loss.png", "agreement_tiny-arch_test_error.png"],
 }  # fmt: skip
 
 
@@ -318,3 +320,16 @@ def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
     assert load_study("mine.yaml").name == "mine"
     with pytest.raises(ValueError, match="does not exist"):
         load_study("missing.yaml")
+
+
+def test_the_claims_table_has_five_rows_inside_their_intervals_and_comes_first(study):
+    result, _ = study
+    claims = pd.read_csv(result.files["tables"] / "claims.csv")
+    assert list(claims.columns) == ["claim", "statement", "measured", "estimate", "low", "high", "verdict"]
+    assert claims["claim"].tolist() == [1, 2, 3, 4, 5]
+    assert set(claims["verdict"]) <= {"confirmed", "refuted", "inconclusive"}
+    measured = claims.dropna(subset=["estimate", "low", "high"])
+    assert len(measured) == 5  # the tiny study runs every part, so every claim is measured
+    assert ((measured["low"] <= measured["estimate"]) & (measured["estimate"] <= measured["high"])).all()
+    md = result.files["md"].read_text()
+    assert md.index("The five claims of the seed paper") < md.index("Does GN rank models")
