@@ -1269,3 +1269,26 @@ def test_chunk_budget_follows_the_device():
         assert chunk_size(per_example, 10_000) == ACCELERATOR_CHUNK_ELEMENTS // per_example
     assert chunk_size(per_example, 10_000) == CHUNK_ELEMENTS // per_example
     assert chunk_size(10**9, 7) == 1 and chunk_size(1, 7) == 7
+
+
+def test_conv_autotune_skips_the_ghost_norm_where_it_cannot_win(monkeypatch):
+    """Depthwise convs on large maps: the ghost norm's T x T Gram matrices are orders of magnitude slower (timing
+    it once took minutes on MobileNetV2 at 32x32), so it is not a candidate there; on small maps it still is."""
+    import gnsel.gradnorm.rules.conv as conv
+
+    tried = []
+    real = conv.autotuned
+
+    def spy(key, candidates):
+        tried.append(set(candidates))
+        return real(key, candidates)
+
+    monkeypatch.setattr(conv, "autotuned", spy)
+    for channels, size in ((16, 32), (64, 2)):
+        m = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.Flatten(),
+                          nn.Linear(channels * size * size, 3))  # fmt: skip
+        x, y = torch.randn(4, channels, size, size), torch.tensor([0, 1, 2, 0])
+        s = gnsel.per_sample_grad_sq_norms(m, x, y)
+        ref = naive.naive_sq_norms(m, x, y).to(s.dtype)
+        assert torch.allclose(s, ref, rtol=1e-4, atol=1e-8)
+    assert "ghost" not in tried[0] and "ghost" in tried[1]

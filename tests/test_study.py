@@ -80,7 +80,7 @@ def test_every_part_ran_and_the_report_has_every_section(study):
     summary = md.split("## Verdict", 1)[1].lstrip().splitlines()[0]
     assert "In short, on this run:" in summary and "a training epoch" in summary and "Kendall tau" in summary
     verdicts = {f.verdict for s in result.sections.values() for f in s.findings}
-    assert verdicts <= {"helps", "does not help", "mixed", "info"}
+    assert verdicts <= {"helps", "does not help", "mixed", "inconclusive", "confirmed", "refuted", "info"}
 
 
 def test_every_table_is_a_csv_and_in_the_report(study):

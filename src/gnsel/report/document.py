@@ -29,7 +29,7 @@ __all__ = [
     "validate",
 ]
 
-VERDICTS = ("helps", "does not help", "mixed", "info")
+VERDICTS = ("helps", "does not help", "mixed", "inconclusive", "confirmed", "refuted", "info")
 ABOUT_ID = "about-this-run"  # the HTML id of the run-metadata section (no section may take it)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

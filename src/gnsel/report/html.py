@@ -42,6 +42,9 @@ ul.findings li { margin: .45rem 0; }
 .tag-helps { background: #1a7f37; }
 .tag-does-not-help { background: #cf222e; }
 .tag-mixed { background: #bf8700; }
+.tag-inconclusive { background: #8250df; }
+.tag-confirmed { background: #0969da; }
+.tag-refuted { background: #953800; }
 .tag-info { background: #6e7781; }
 nav.toc { font-size: .95rem; }
 nav.toc ol { margin: .25rem 0; }

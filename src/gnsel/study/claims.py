@@ -242,8 +242,7 @@ class ClaimsPart(StudyPart):
         table, tests = claims_table(claims)
         findings = [Finding(f"Claim {r.claim}: {r.statement} {r.verdict.capitalize()}: {r.measured}: "
                             f"{_num(r.estimate)} [{_num(r.low)}, {_num(r.high)}].",
-                            {"confirmed": "helps", "refuted": "does not help"}.get(r.verdict, "mixed")
-                            if r.claim in (1, 3) else "info")
+                            r.verdict)
                     for r in table.itertuples()]  # fmt: skip
         return Section(
             key="claims", title="The five claims of the seed paper",

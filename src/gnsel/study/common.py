@@ -94,14 +94,14 @@ def sign_of(low: float, high: float) -> int:
 
 
 def verdict_of(sign: int, estimate: float) -> str:
-    """A finding's verdict from its interval's sign (see :func:`sign_of`) and point estimate, both oriented so
-    that positive means GN does what is hoped: an interval above 0 helps; one below 0, or one containing 0
-    around a non-positive estimate, does not help; one containing 0 around a positive estimate is mixed."""
+    """A finding's verdict from its interval's sign (see :func:`sign_of`), oriented so that positive means GN does
+    what is hoped: an interval above 0 helps, one below 0 does not help, and one containing 0 is inconclusive (a
+    null result is no evidence of no effect; ``estimate`` is kept for the callers' wording)."""
     if sign > 0:
         return "helps"
-    if sign < 0 or not (estimate > 0):
+    if sign < 0:
         return "does not help"
-    return "mixed"
+    return "inconclusive"
 
 
 @contextlib.contextmanager

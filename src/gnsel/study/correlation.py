@@ -143,8 +143,17 @@ def run_correlation(ctx: StudyContext) -> Section:
     phases = phase_table(store_path, target, n_boot, run_ids=list(scored.index))
     ctx.step("correlation:scores")
     missed_table = _missed(values, missed, target)
+    noise = noise_floor(scored, rep.hparams, [target, second, "gn_full", "gn_fc", "traj_gn", "val_loss"])
     cfg0 = store.get_config(values.index[0])
     findings = _findings(table, table_second, phases, target, second, len(scored), len(values), len(missed))
+    nf = noise.set_index("quantity")
+    if target in nf.index and math.isfinite(nf.loc[target, "seed_vs_seed_kendall"]):
+        r = nf.loc[target]
+        findings.append(Finding(
+            f"Noise floor: over {int(r.configs)} configurations, the seed-to-seed SD of `{target}` is "
+            f"{r.within_over_across:.2f} of its SD across configurations, and one seed's `{target}` ranks the other "
+            f"seed's with Kendall tau {r.seed_vs_seed_kendall:+.2f}: no measure computed on another run can be "
+            "expected to do much better.", "info"))  # fmt: skip
     figures = [Figure(folder / f"scatter_{m}.png", f"{m} against {target} at the stopping point, one point per model")
                for m in ("gn_full", "gn_fc", "traj_gn", "val_loss") if (folder / f"scatter_{m}.png").exists()]
     figures.append(Figure(folder / "epochs_kendall.png",
@@ -166,6 +175,9 @@ def run_correlation(ctx: StudyContext) -> Section:
         Table("correlation_phases", phases, "Kendall tau (95% bootstrap interval over models) of GN, the validation "
               "loss and the baselines against the gap early in training (10% of each run's stopping epoch), in the "
               "middle (50%) and at the stopping point."),
+        Table("correlation_noise", noise, "The seed-to-seed noise floor (the scored models): the SD over the seeds of "
+              "one configuration beside the SD across configurations, and the Kendall tau of one seed's value with "
+              "another's over the configurations."),
         Table("correlation_granulated", rep.granulated, "Granulated Kendall per hyper-parameter (all models): how "
               "well each measure ranks models that differ in that hyper-parameter only.", index=True),
         Table("correlation_per_epoch", rep.per_epoch, "Kendall, granulated Kendall and CMI of the per-epoch "
@@ -202,6 +214,29 @@ def run_correlation(ctx: StudyContext) -> Section:
         figures=figures,
         notes=failures,
     )
+
+
+def noise_floor(values: pd.DataFrame, hparams: list[str], columns: list[str]) -> pd.DataFrame:
+    """Seed-to-seed noise of the targets and of GN: within-configuration SD against the SD across configurations,
+    and the Kendall tau of one seed's values with another's over the configurations (the best a measure computed
+    from another seed could reach)."""
+    labels = config_labels(values, hparams)
+    rows = []
+    for col in [c for c in columns if c in values.columns]:
+        v = pd.to_numeric(values[col], errors="coerce")
+        groups = v.groupby(labels.to_numpy())
+        within = float(groups.std(ddof=1).mean())
+        across = float(groups.mean().std(ddof=1))
+        pairs = groups.apply(lambda g: g.dropna().to_numpy()[:2] if g.notna().sum() >= 2 else None).dropna()
+        tau = math.nan
+        if len(pairs) >= 4:
+            a = pd.Series([p[0] for p in pairs])
+            b = pd.Series([p[1] for p in pairs])
+            tau = float(kendall_ci(pd.DataFrame({"a": a, "b": b}), "a", "b", 1)[0])
+        rows.append({"quantity": col, "configs": int(groups.ngroups), "seeds_per_config": float(groups.size().mean()),
+                     "sd_within_config": within, "sd_across_configs": across,
+                     "within_over_across": within / across if across else math.nan, "seed_vs_seed_kendall": tau})
+    return pd.DataFrame(rows)
 
 
 def _missed(values: pd.DataFrame, missed: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -257,7 +292,7 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
             f"{'ranks the models by the gap' if st > 0 else 'is inconclusive (its interval contains 0)' if st == 0 else 'ranks them the wrong way'}: "
             f"Kendall tau = {ci_text(*traj)}{_beats(table, 'traj_gn')}; the training budget alone "
             f"(`budget`, sum_t lr_t^2 / n) scores {ci_text(*_row(table, 'budget'))}.",
-            verdict_of(st, traj[0]) if table.loc["traj_gn", "beats_baselines"] is True else "does not help"))  # fmt: skip
+            verdict_of(st, traj[0]) if st <= 0 or table.loc["traj_gn", "beats_baselines"] is True else "mixed"))  # fmt: skip
     ranked = [m for m in table.index if math.isfinite(table.loc[m, "kendall"])]
     if "gn_full" in ranked:
         rank = int(table.loc["gn_full", "rank"])
@@ -274,7 +309,7 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
         if {"early", "final"} <= set(g.index):
             first, last = g.loc["early"], g.loc["final"]
             s0, s1 = sign_of(first.kendall_low, first.kendall_high), sign_of(last.kendall_low, last.kendall_high)
-            verdict = "mixed" if s0 != s1 else ("helps" if s0 > 0 else "does not help")
+            verdict = "mixed" if s0 != s1 else {1: "helps", 0: "inconclusive", -1: "does not help"}[s0]
             out.append(Finding(
                 f"Over training, exact GN's tau against the gap goes from "
                 f"{ci_text(first.kendall, first.kendall_low, first.kendall_high)} early (10% of each run's "

@@ -167,7 +167,8 @@ def answer(sections: Mapping[str, Section]) -> Finding | None:
     if not said:
         return None
     signs = [s for _, s in said if s is not None]
-    verdict = "helps" if signs and max(signs) > 0 else "does not help" if signs else "info"
+    verdict = ("info" if not signs else "helps" if max(signs) > 0 else "does not help" if max(signs) < 0
+               else "inconclusive")  # fmt: skip
     return Finding("In short, on this run: " + "; ".join(text for text, _ in said) + ".", verdict)
 
 

@@ -72,6 +72,9 @@ def _conv_per_example_weight_grads(module: nn.modules.conv._ConvNd, x: Tensor, g
     return grads.reshape(n, -1)
 
 
+GHOST_MAX_RATIO = 16  # try the ghost norm only where its flops are at most this multiple of the materialised product's
+
+
 @register_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv_rule(module: nn.modules.conv._ConvNd, inputs: tuple, grad: Tensor, names: list[str]) -> dict[str, Contribution]:
     """Per group, ``dW_b = G_b^T A_b`` over output positions, by the fastest of four exact ways for
@@ -113,6 +116,11 @@ def conv_rule(module: nn.modules.conv._ConvNd, inputs: tuple, grad: Tensor, name
         }
         layer = (type(module), module.in_channels, module.out_channels, module.kernel_size, module.stride,
                  module.padding, module.dilation, groups, module.padding_mode)  # fmt: skip
+        if t * (p + q) > GHOST_MAX_RATIO * p * q:
+            # the ghost norm's T x T Gram matrices cost t^2 (p + q) per group against t p q materialised: on large
+            # maps with few channels per group (depthwise convs) it is orders of magnitude slower, and timing it
+            # once took minutes (MobileNetV2 at 32x32 on the CPU); it cannot win there, so it is not tried
+            del candidates["ghost"]
         out["weight"] = autotuned((layer, tuple(x.shape), x.dtype, x.device), candidates)
     if "bias" in names:
         out["bias"] = Dense(g_flat.sum(2))
