@@ -22,8 +22,8 @@ from gnsel.cli import app
 from gnsel.study import PARTS, list_study_presets, load_study, parse_parts, run_study
 
 TABLES = {
-    "correlation": ["correlation_scores", "correlation_secondary", "correlation_scores_all", "correlation_missed",
-                    "correlation_phases", "correlation_granulated", "correlation_per_epoch"],
+    "correlation": ["correlation_scores", "correlation_secondary", "correlation_scores_all", "correlation_phases",
+                    "correlation_missed", "correlation_noise", "correlation_granulated", "correlation_per_epoch"],
     "cost": ["cost_summary", "cost_ratios", "cost_claim2", "cost_claim2_estimate"],
     "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_effects", "hpo_bandit_gap", "hpo_gn_cost", "selection_exact",
             "selection_table"],
@@ -128,7 +128,11 @@ def test_correlation_tables_hold_measured_scores_with_intervals(study):
     assert (ok.drop(index="pacbayes_flatness", errors="ignore")["models"] == 12).all()
     phases = pd.read_csv(result.files["tables"] / "correlation_phases.csv")
     assert list(dict.fromkeys(phases["phase"])) == ["early", "middle", "final"]
-    assert set(phases["measure"]) == {"gn_full", "gn_fc", "traj_gn", "val_loss"}
+    assert set(phases["measure"]) == {"gn_full", "gn_fc", "traj_gn", "val_loss", "budget", "train_loss"}
+    # the tiny zoo trains 3 epochs: no run meets the criterion, so all are scored and every one is reported missed
+    assert len(pd.read_csv(result.files["tables"] / "correlation_missed.csv")) == 12
+    assert {"partial", "stratified", "granulated_low", "granulated_high", "p_holm", "rank", "vs_baselines",
+            "beats_baselines"} <= set(scores.columns)
 
 
 def test_cost_table_shows_exact_gn_far_cheaper_than_the_naive_loop(study):
@@ -160,7 +164,7 @@ def test_hpo_tables_cover_every_algorithm_objective_pair(study):
 def test_architectures_table_scores_zero_cost_proxies_at_init_too(study):
     result, _ = study
     t = pd.read_csv(result.files["tables"] / "architectures_tiny-arch.csv")
-    assert set(t["target"]) == {"gap_acc", "test_error"}
+    assert set(t["target"]) == {"gap_loss", "test_error"}
     assert {"gn_full", "snip", "snip@init", "synflow@init", "ww_alpha", "db_mixup", "param_norm"} <= set(t["measure"])
     assert (t["models"] <= 6).all() and (t[t["measure"] == "gn_full"]["models"] == 6).all()
     signs = dict(zip(t["measure"], t["expected_sign"], strict=False))

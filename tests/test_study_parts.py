@@ -84,7 +84,7 @@ def test_a_registered_part_runs_into_the_report_and_is_gone_after(tmp_path):
         assert ("start", "toy squares", 0, 4) in rec.events and ("end", "toy squares", 4, 4) in rec.events
         again = run_study(spec, tmp_path, parts="toy", workers=1)
         assert again.reused == ["toy"] and not again.computed
-    assert "toy" not in PARTS and list(PARTS) == ["correlation", "cost", "hpo", "architectures"]
+    assert "toy" not in PARTS and list(PARTS) == ["correlation", "cost", "hpo", "architectures", "claims"]
     with pytest.raises(ValueError, match="unknown part"):
         parse_parts("toy")
     with pytest.raises(ValueError, match="'toy'"):
