@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analysis import conditional_mutual_information
+from ..analysis import conditional_mutual_information, rank_text, separated_ranks
 from ..zoo.correlate import correlate
 from ..measures import get_measure
 from ..zoo.measure import measure_run
@@ -83,6 +83,9 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
                         device=ctx.device, per_epoch=False, progress=ctx.progress)  # fmt: skip
         failures.update(rep.failures)
         values = rep.values.join(init, how="left")
+        conv = values["converged"].astype("boolean").fillna(False).astype(bool)
+        if conv.sum() >= 8:  # compared at the stopping point of the runs that met the criterion; the others apart
+            values = values[conv]
         n_models = max(n_models, len(values))
         for m in [*rep.scores.index, *init.columns]:
             est, lo, hi = kendall_ci(values.reset_index(), m, target, n_boot)
@@ -150,8 +153,13 @@ def run_architectures(ctx: StudyContext) -> Section:
         table, failures, n = score_architectures(ctx, store_path, sub, targets, n_boot, part["measures"])
         ctx.step(f"architectures:{grid.name}:scores")
         models = sorted(grid.axes.get("model", [])) or sorted({c.model for c in grid.configs})
-        intro.append(f"`{grid.name}`: {n} models ({', '.join(models)}) on {grid.configs[0].dataset}, every one "
-                     f"trained with the same settings.")  # fmt: skip
+        runs = Store(store_path).runs_frame(status="done")
+        met = int(runs["converged"].astype("boolean").fillna(False).sum())
+        scored = "the converged ones are scored" if met >= 8 else "fewer than 8 converged, so all are scored"
+        intro.append(f"`{grid.name}`: {len(runs)} models ({', '.join(models)}) on {grid.configs[0].dataset}, every one "
+                     f"trained with the same settings to the training criterion (stop_loss "
+                     f"{grid.configs[0].stop_loss}) or {grid.configs[0].epochs} epochs; {met} met it and "
+                     f"{scored} ({n} models), at their stopping point.")  # fmt: skip
         tables.append(Table(f"architectures_{slug(grid.name)}", table.sort_values(["target", "agreement"],
                             ascending=[True, False]), f"`{grid.name}`: every measure against each target. "
                             "`agreement` is Kendall tau times the direction the measure's source predicts "
@@ -180,6 +188,10 @@ def _findings(table: pd.DataFrame, target: str, zoo: str) -> list[Finding]:
     if t.empty:
         return []
     order = list(t["measure"])
+    sgn = t["expected_sign"].astype(float)
+    lo = pd.concat([sgn * t["kendall_low"], sgn * t["kendall_high"]], axis=1).min(axis=1)
+    hi = pd.concat([sgn * t["kendall_low"], sgn * t["kendall_high"]], axis=1).max(axis=1)
+    ranks = separated_ranks(t["agreement"].set_axis(order), lo.set_axis(order), hi.set_axis(order))
     out = []
     if "gn_full" in order:
         r = t.set_index("measure").loc["gn_full"]
@@ -199,11 +211,11 @@ def _findings(table: pd.DataFrame, target: str, zoo: str) -> list[Finding]:
                 groups.append(f"best {g} `{gg.iloc[0].measure}` {agree(gg.iloc[0])}")
         out.append(Finding(
             f"`{zoo}`, ranking by `{target}`: exact GN's agreement (Kendall tau times the direction its source "
-            f"predicts; positive = ranks as intended) is {agree(r)}, #{order.index('gn_full') + 1} of {len(order)} "
-            f"measures"
-            + (f" (trajectory GN: {agree(t.set_index('measure').loc['traj_gn'])}, #{order.index('traj_gn') + 1})"
+            f"predicts; positive = ranks as intended) is {agree(r)}, ranked {rank_text('gn_full', ranks)} (a measure "
+            "ranks above another only if their intervals do not overlap)"
+            + (f" (trajectory GN: {agree(t.set_index('measure').loc['traj_gn'])}, {rank_text('traj_gn', ranks)})"
                if "traj_gn" in order else "")
-            + f"; the best is `{best.measure}` ({best.group}) with {agree(best)}; " + "; ".join(groups) + ".",
+            + f"; the highest point estimate is `{best.measure}` ({best.group}) with {agree(best)}; " + "; ".join(groups) + ".",
             verdict))  # fmt: skip
     return out
 
