@@ -49,14 +49,19 @@ def zoo_build(
 
 @zoo_app.command("status")
 def zoo_status(store: Path = typer.Option(Path("gnsel-out/zoo.sqlite"), help="The SQLite store.")) -> None:
-    """How many runs of the store are done, failed, running or pending."""
+    """How many runs of the store are done, failed, running or pending, and how many met the training criterion."""
     from ..store import Store  # heavy: pandas
 
     if not store.exists():
         fail(f"no store at {store}")
     runs = Store(store).runs_frame()
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
-    console.print(" ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "empty store")
+    line = " ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "empty store"
+    done = runs[runs["status"] == "done"] if len(runs) else runs
+    if len(done) and done["converged"].notna().any():
+        met = int(done["converged"].fillna(False).sum())
+        line += f" (of the done: {met} met the training criterion, {len(done) - met} stopped at the maximum epochs)"
+    console.print(line)
 
 
 @zoo_app.command("export")
