@@ -160,6 +160,8 @@ def claim3(sections: Mapping[str, Section]) -> Claim:
     extra = ""
     if cost is not None and "gn_share" in cost.columns and len(cost):
         extra = f"; GN measurement's share of the search time: median {cost['gn_share'].median():.0%}"
+    if -PRACTICAL < float(r["low"]) and float(r["high"]) < PRACTICAL:
+        extra += f"; the whole interval lies within +-{PRACTICAL}: no practical difference either way"
     return Claim(3, f"random search ({r['method']}): expected test accuracy of the model selected by `{obj}` minus "
                  f"by `val_loss` (fraction; no practical difference within +-{PRACTICAL}); interval: bootstrap over "
                  f"the zoo's configurations, seeds nested ({int(r['resamples'])} resamples){extra}",
