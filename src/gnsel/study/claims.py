@@ -34,7 +34,7 @@ from ..analysis import holm
 from ..report import Finding, Section, Table
 from .part import StudyContext, StudyPart, study_part, table_of
 
-__all__ = ["CLAIM_COLUMNS", "PRACTICAL", "SPEEDUP", "STRONG_TAU", "STATEMENTS", "ClaimsPart", "claims_table"]
+__all__ = ["CLAIM_COLUMNS", "PRACTICAL", "SPEEDUP", "STATEMENTS", "STRONG_TAU", "Claim", "ClaimsPart", "claims_table"]
 
 CLAIM_COLUMNS = ["claim", "statement", "measured", "estimate", "low", "high", "verdict"]
 STRONG_TAU = 0.2

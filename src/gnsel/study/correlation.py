@@ -92,7 +92,7 @@ def phase_table(store_path: str | Path, target: str, n_boot: int, run_ids: list[
     recorded = per_epoch_measures()
     rows = []
     for phase, frac in PHASES.items():
-        want = stop.map(lambda e: max(1, round(e * frac)))
+        want = stop.map(lambda e, f=frac: max(1, round(e * f)))
         f = epochs[epochs["epoch"] == epochs["run_id"].map(want)].copy()
         f[target] = target_values(f, target)
         for m in PHASE_MEASURES:
