@@ -182,6 +182,9 @@ def claim4(sections: Mapping[str, Section]) -> Claim:
         return _missing(4, "no bandit gap for the GN objective")
     r = pick.iloc[0]
     phase = _phase_text(sections)
+    alone = gaps[(gaps["algorithm"] == r["algorithm"]) & gaps["objective"].isin(["gn_fc", "gn_full"])]
+    for a in alone.itertuples():
+        phase += f"; with `{a.objective}` alone: {a.gap:+.4f} [{a.low:+.4f}, {a.high:+.4f}]"
     alg = str(r["algorithm"]).removesuffix("-random")
     return Claim(4, f"{alg} minus random search: the effect of `{obj}` over `val_loss` on the selected "
                  f"model's test accuracy (fraction; below -{PRACTICAL} = worse in practice), paired by zoo resample "
