@@ -226,7 +226,7 @@ def markdown(report: CorrelateReport, target: str) -> str:
     def fmt(v: float) -> str:
         return "-" if v != v else f"{v:+.3f}"
 
-    lines = [f"How each measure ranks {n_models} models by `{target}` at the final epoch "
+    lines = [f"How each measure ranks {n_models} models by `{target}` at their stopping point (the last epoch) "
              "(Kendall/Spearman: rank correlation; granulated: Jiang et al. 2020 Psi; CMI: conditional "
              "mutual information as a fraction, PGDL; sign err: mean and worst robust sign error, "
              "Dziugaite et al. 2020).", "",
