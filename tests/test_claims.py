@@ -53,3 +53,14 @@ def test_holm_turns_a_lone_marginal_result_inconclusive_among_four_tests():
 def test_a_claim_not_measured_is_inconclusive():
     v, _ = _verdicts([Claim(1, "not measured", math.nan, math.nan, math.nan, STRONG_TAU)])
     assert v[1] == "inconclusive"
+
+
+def test_table_cells_read_as_true_only_when_true():
+    import numpy as np
+    import pandas as pd
+
+    from gnsel.study.correlation import is_true
+
+    column = pd.array([True, False, pd.NA], dtype="boolean")  # a nullable column hands out numpy bools
+    assert [is_true(v) for v in column] == [True, False, False]
+    assert is_true(np.True_) and not is_true(float("nan")) and not is_true(None)

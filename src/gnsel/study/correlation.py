@@ -67,9 +67,14 @@ class CorrelationPart(StudyPart):
             t = scores.loc["traj_gn"]
             text += f" (trajectory GN, the bound's quantity: {ci_text(t.kendall, t.kendall_low, t.kendall_high)})"
         beats = r.get("beats_baselines")
-        text += "; it beats the baselines that need no model" if beats is True else (
+        text += "; it beats the baselines that need no model" if is_true(beats) else (
             "; it does not beat the baselines that need no model (training budget, training loss and error)")
         return [(text, None)]
+
+
+def is_true(value: Any) -> bool:
+    """Whether a table cell is true (a bool, a numpy bool or a nullable boolean; NA and NaN are not)."""
+    return value is not None and not pd.isna(value) and bool(value)
 
 
 def phase_epochs(epochs: int) -> list[int]:
@@ -262,7 +267,7 @@ def _beats(table: pd.DataFrame, m: str) -> str:
         return ""
     r = table.loc[m]
     best = table.attrs.get("best_baseline", "the best baseline")
-    word = "beats" if r["beats_baselines"] is True else "does not beat"
+    word = "beats" if is_true(r["beats_baselines"]) else "does not beat"
     return (f"; it {word} the best baseline that needs no model (`{best}`): difference "
             f"{ci_text(r.vs_baselines, r.vs_baselines_low, r.vs_baselines_high)}")
 
@@ -273,6 +278,8 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
     full, fc, traj, val = (_row(table, m) for m in ("gn_full", "gn_fc", "traj_gn", "val_loss"))
     s = sign_of(full[1], full[2])
     verdict = verdict_of(s, full[0])
+    if s > 0 and not ("gn_full" in table.index and is_true(table.loc["gn_full", "beats_baselines"])):
+        verdict = "mixed"  # it ranks by the gap, but no better than a baseline that needs no model
     how = {1: "ranks the models by the gap the right way (a larger GN goes with a larger gap)",
            0: "is inconclusive: its interval contains 0",
            -1: "ranks the models by the gap the wrong way (a larger GN goes with a smaller gap)"}[s]  # fmt: skip
@@ -295,7 +302,7 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
             f"{'ranks the models by the gap' if st > 0 else 'is inconclusive (its interval contains 0)' if st == 0 else 'ranks them the wrong way'}: "
             f"Kendall tau = {ci_text(*traj)}{_beats(table, 'traj_gn')}; the training budget alone "
             f"(`budget`, sum_t lr_t^2 / n) scores {ci_text(*_row(table, 'budget'))}.",
-            verdict_of(st, traj[0]) if st <= 0 or table.loc["traj_gn", "beats_baselines"] is True else "mixed"))  # fmt: skip
+            verdict_of(st, traj[0]) if st <= 0 or is_true(table.loc["traj_gn", "beats_baselines"]) else "mixed"))  # fmt: skip
     ranked = [m for m in table.index if math.isfinite(table.loc[m, "kendall"])]
     if "gn_full" in ranked:
         rank = int(table.loc["gn_full", "rank"])
