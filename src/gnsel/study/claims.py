@@ -267,7 +267,7 @@ class ClaimsPart(StudyPart):
 
 
 def _num(v: float, claim: int) -> str:
-    """A claim's number: a speed-up as ``17x``, anything else signed to 3 decimals."""
+    """A claim's number: a speed-up as ``17x``, a selection effect (a fraction) to 4 decimals, a tau to 3."""
     if not math.isfinite(v):
         return "n/a"
-    return f"{v:.0f}x" if claim == 2 else f"{v:+.3f}"
+    return f"{v:.0f}x" if claim == 2 else f"{v:+.4f}" if claim in (3, 4) else f"{v:+.3f}"
