@@ -1,9 +1,10 @@
-"""Shared helpers: probe data, eval-mode forward passes, weight layers and BatchNorm folding, margins."""
+"""Shared helpers: recorded row columns, probe data, eval-mode forward passes, weight layers and BatchNorm folding, margins."""
 
 from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,17 @@ EVAL_BATCH = 1024
 
 # Leaf modules that may sit between a layer and its BatchNorm without changing what folding means.
 _TRANSPARENT: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+def row_column(rows: Any, key: str) -> Any:
+    """Column ``key`` of epoch rows (a frame or one row mapping), NaN where the rows do not record it."""
+    value = rows.get(key) if hasattr(rows, "get") else None
+    return math.nan if value is None else value
+
+
+def per_n(rows: Any, value: Any) -> Any:
+    """``value / rows["n_train"]``: the 1/n of Li, Luo & Qiao's bound (NaN where ``n_train`` is not recorded)."""
+    return value / row_column(rows, "n_train")
 
 
 def model_of(ctx: MeasureContext) -> nn.Module:

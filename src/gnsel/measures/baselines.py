@@ -20,7 +20,7 @@ import hashlib
 import math
 
 from ..keys import canonical_json
-from ._util import model_of, trainable_params
+from ._util import model_of, per_n, row_column, trainable_params
 from .registry import MeasureContext, MissingNeedError, register_measure
 
 JIANG = "Jiang, Neyshabur, Mobahi, Krishnan & Bengio 2020, Fantastic Generalization Measures and Where to Find Them"
@@ -75,15 +75,10 @@ def train_error(ctx: MeasureContext) -> float:
     return 1.0 - _row_value(ctx, "train_acc")
 
 
-def _budget(rows):
-    n = rows.get("n_train") if hasattr(rows, "get") else None
-    lr_sq = rows.get("lr_sq_sum") if hasattr(rows, "get") else None
-    return lr_sq / n if n is not None and lr_sq is not None else math.nan
-
-
 @register_measure(
     "budget", citation=f"{LI}; the hyper-parameter-only part of its trajectory sum", needs={"metrics"},
-    higher_means="larger gap", family="baseline", recorded_as=_budget,
+    higher_means="larger gap", family="baseline",
+    recorded_as=lambda rows: per_n(rows, row_column(rows, "lr_sq_sum")),
 )  # fmt: skip
 def budget(ctx: MeasureContext) -> float:
     """Training budget sum_t lr_t^2 / n (lr^2 * steps / n at a constant lr), from the stored row."""

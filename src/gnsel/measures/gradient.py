@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from ..gradnorm import GN_BATCH_SIZE, GradNorm, gradient_norm
-from ._util import device_of, model_of
+from ._util import device_of, model_of, per_n
 from .registry import MeasureContext, MissingNeedError, register_measure
 
 CITATION = (
@@ -76,12 +76,6 @@ def mean_grad_sq(ctx: MeasureContext) -> float:
 def grad_variance(ctx: MeasureContext) -> float:
     """Gradient variance mean_i ||g_i - mean g||^2 = GN - ||mean g||^2 on the probe set."""
     return _gn(ctx, "full").variance
-
-
-def per_n(rows, value):
-    """``value / rows["n_train"]`` (the bound's 1/n); NaN where the rows do not record ``n_train``."""
-    n = rows.get("n_train") if hasattr(rows, "get") else None
-    return value / n if n is not None else value * math.nan
 
 
 @register_measure(
