@@ -17,7 +17,7 @@ from .granulated import GranulatedResult, granulated_kendall
 from .multiplicity import holm
 from .partial import partial_kendall, quantile_strata, stratified_kendall
 from .ranking import Score, kendall, spearman
-from .resample import BootstrapResult, bootstrap_pvalue, cluster_bootstrap, nested_indices
+from .resample import BootstrapResult, bootstrap_pvalue, cluster_bootstrap, nested_indices, percentile_interval
 from .separation import rank_text, separated_ranks
 from .sign_error import SignErrorResult, hoeffding_threshold, hoeffding_weight, sign_error
 
@@ -32,6 +32,7 @@ __all__ = [
     "bootstrap_pvalue",
     "cluster_bootstrap",
     "nested_indices",
+    "percentile_interval",
     "combine_epoch_scores",
     "conditional_mutual_information",
     "granulated_kendall",

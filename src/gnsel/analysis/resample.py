@@ -18,7 +18,7 @@ import pandas as pd
 
 from ._common import as_float
 
-__all__ = ["BootstrapResult", "bootstrap_pvalue", "cluster_bootstrap", "nested_indices"]
+__all__ = ["BootstrapResult", "bootstrap_pvalue", "cluster_bootstrap", "nested_indices", "percentile_interval"]
 
 MIN_SAMPLES = 10  # fewer finite resamples than this give a NaN interval
 
@@ -109,10 +109,18 @@ def cluster_bootstrap(
         else:
             n_failed += 1
     samples = values[np.isfinite(values)]
-    if samples.size < MIN_SAMPLES:
-        return BootstrapResult(estimate, math.nan, math.nan, samples, n_failed)
-    low, high = np.quantile(samples, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return BootstrapResult(estimate, float(low), float(high), samples, n_failed)
+    low, high = percentile_interval(samples, level)
+    return BootstrapResult(estimate, low, high, samples, n_failed)
+
+
+def percentile_interval(samples: Any, level: float = 0.95, min_samples: int = MIN_SAMPLES) -> tuple[float, float]:
+    """The percentile interval at ``level`` of the finite ``samples``; NaN with fewer than ``min_samples``."""
+    s = np.asarray(samples, dtype=np.float64).ravel()
+    s = s[np.isfinite(s)]
+    if s.size < min_samples:
+        return math.nan, math.nan
+    low, high = np.quantile(s, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(low), float(high)
 
 
 def bootstrap_pvalue(samples: Any, threshold: float, alternative: str) -> float:

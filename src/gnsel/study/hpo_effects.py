@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis import percentile_interval
 from ..progress import SILENT, Progress
 from ..report import Finding
 from ..tune.algorithms import ReplayContext, replay_algorithm
@@ -219,7 +220,7 @@ def _interval(point: float, samples: np.ndarray) -> tuple[float, float, int]:
     s = samples[np.isfinite(samples)]
     if s.size < 2:
         return math.nan, math.nan, int(s.size)
-    lo, hi = (float(q) for q in np.percentile(s, [2.5, 97.5]))
+    lo, hi = percentile_interval(s, min_samples=2)
     if math.isfinite(point):
         lo, hi = min(lo, point), max(hi, point)
     return lo, hi, int(s.size)

@@ -36,17 +36,21 @@ from ..analysis import (
     kendall,
     nested_indices,
     partial_kendall,
+    percentile_interval,
     quantile_strata,
     separated_ranks,
     stratified_kendall,
 )
 
-__all__ = ["BASELINES", "GRANULATED_FOR", "Scores", "config_labels", "score_measures"]
+__all__ = ["BASELINES", "GRANULATED_FOR", "MIN_CONVERGED", "Scores", "config_labels", "converged", "score_measures",
+           "scored_runs"]
 
 BASELINES = ("budget", "train_loss", "train_error")
 """Measures that need no trained model's weights: the training budget and how far training got."""
 GRANULATED_FOR = ("gn_full", "gn_fc", "traj_gn", "val_loss", *BASELINES)
 CONTROL = "train_loss"
+MIN_CONVERGED = 8
+"""With fewer runs that met the training criterion than this, every run is scored (and the report says so)."""
 
 
 @dataclass
@@ -58,6 +62,17 @@ class Scores:
     n_boot: int = 0
     n_models: int = 0
     n_configs: int = 0
+
+
+def converged(runs: pd.DataFrame) -> pd.Series:
+    """Whether each run met its training criterion (a ``converged`` column; empty counts as not)."""
+    return runs["converged"].astype("boolean").fillna(False).astype(bool)
+
+
+def scored_runs(values: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The runs to score: those that met the criterion if at least :data:`MIN_CONVERGED` did (True), else all."""
+    met = converged(values)
+    return (values[met], True) if met.sum() >= MIN_CONVERGED else (values, False)
 
 
 def config_labels(frame: pd.DataFrame, hparams: Sequence[str]) -> pd.Series:
@@ -84,14 +99,6 @@ def _granulated(frame: pd.DataFrame, measure: str, target: str, hparams: list[st
     return granulated_kendall(sub, measure, target, hparams).value
 
 
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    s = samples[np.isfinite(samples)]
-    if s.size < 10:
-        return math.nan, math.nan
-    low, high = np.quantile(s, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def score_measures(
     frame: pd.DataFrame, measures: Sequence[str], target: str, hparams: Sequence[str], *, n_boot: int = 1000,
     seed: int = 0, granulated_for: Sequence[str] = GRANULATED_FOR, granulated_boot: int = 200,
@@ -112,7 +119,7 @@ def score_measures(
             x = pd.to_numeric(data[m], errors="coerce").to_numpy(dtype=float)
             boot = np.array([_tau(x[idx], y[idx]) for idx in draws]) if draws else np.zeros(0)
             samples[m] = boot
-            low, high = _interval(boot)
+            low, high = percentile_interval(boot)
             row = {"measure": m, "models": int(np.sum(np.isfinite(x) & np.isfinite(y))), "kendall": _tau(x, y),
                    "kendall_low": low, "kendall_high": high,
                    "p_tau_le_0": bootstrap_pvalue(boot, 0.0, "greater") if boot.size else math.nan,
@@ -120,7 +127,7 @@ def score_measures(
                    "granulated_high": math.nan}  # fmt: skip
             if m in granulated_for and draws:
                 g = np.array([_granulated(data.iloc[idx], m, target, hparams) for idx in draws[:granulated_boot]])
-                row["granulated_low"], row["granulated_high"] = _interval(g)
+                row["granulated_low"], row["granulated_high"] = percentile_interval(g)
             if control is not None and m != CONTROL:
                 row["partial"] = partial_kendall(x, y, control)
                 row["stratified"] = stratified_kendall(x, y, strata)
@@ -148,7 +155,7 @@ def _vs_baselines(table: pd.DataFrame, samples: dict[str, np.ndarray]) -> None:
         if m in BASELINES or samples.get(m) is None or not samples[m].size:
             continue
         diff = samples[m] - samples[best]
-        low, high = _interval(diff)
+        low, high = percentile_interval(diff)
         table.loc[m, ["vs_baselines", "vs_baselines_low", "vs_baselines_high"]] = (
             table.loc[m, "kendall"] - table.loc[best, "kendall"], low, high)
         if math.isfinite(low):
