@@ -53,6 +53,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "CostCase",
     "cost_summary",
+    "paired_ratios",
     "measure_costs",
     "plot_costs",
 ]
@@ -285,6 +286,25 @@ def _ordered(values: Sequence[str], first: Sequence[str]) -> list[str]:
     return [v for v in first if v in present] + [v for v in present if v not in first]
 
 
+def paired_ratios(frame: pd.DataFrame, numerator: str, denominator: str) -> pd.DataFrame:
+    """Per case and round, seconds of ``numerator`` over seconds of ``denominator`` timed in the same round.
+
+    ``frame`` is a :func:`~gnsel.study.cost.measure_costs` long frame; rounds where either method is
+    missing are dropped. Columns ``case, repeat, ratio``; cases keep their order.
+    """
+    missing = [c for c in ("case", "method", "repeat", "seconds") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"not a measure_costs frame: missing column(s) {missing}")
+    sec = frame.pivot_table(index=["case", "repeat"], columns="method", values="seconds", aggfunc="median", sort=False)
+    for m in (numerator, denominator):
+        if m not in sec.columns:
+            raise ValueError(f"the frame has no {m!r} rows to take ratios of")
+    out = (sec[numerator] / sec[denominator]).dropna().rename("ratio").reset_index()
+    order = {c: i for i, c in enumerate(dict.fromkeys(frame["case"]))}
+    return out.sort_values(["case", "repeat"], key=lambda s: s.map(order) if s.name == "case" else s,
+                           kind="stable").reset_index(drop=True)  # fmt: skip
+
+
 def cost_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per case and method: median seconds, ratio to one training epoch with a [min, max] interval over repeats.
 
@@ -299,13 +319,12 @@ def cost_summary(frame: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict] = []
     for case in dict.fromkeys(frame["case"]):
         part = frame[frame["case"] == case]
-        epoch = part[part["method"] == "train_epoch"].groupby("repeat")["seconds"].median()
-        if epoch.empty:
+        if not (part["method"] == "train_epoch").any():
             raise ValueError(f"case {case!r} has no train_epoch rows to take ratios against")
         first = part.iloc[0]
         for method in _ordered(part["method"].tolist(), METHODS):
             sec = part[part["method"] == method].groupby("repeat")["seconds"].median()
-            ratios = (sec / epoch.reindex(sec.index)).dropna()
+            ratios = paired_ratios(part, method, "train_epoch")["ratio"]
             median = float(sec.median())
             row = {c: first[c] for c in SUMMARY_COLUMNS[:8] if c in part.columns}
             row.update({

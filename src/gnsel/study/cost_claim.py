@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..report import Finding
+from .cost import paired_ratios
 
 __all__ = [
     "CLAIM2_COLUMNS",
@@ -51,25 +52,6 @@ def ratio_text(v: float) -> str:
     if not math.isfinite(v):
         return "n/a"
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-
-def paired_ratios(frame: pd.DataFrame, numerator: str, denominator: str) -> pd.DataFrame:
-    """Per case and round, seconds of ``numerator`` over seconds of ``denominator`` timed in the same round.
-
-    ``frame`` is a :func:`~gnsel.study.cost.measure_costs` long frame; rounds where either method is
-    missing are dropped. Columns ``case, repeat, ratio``; cases keep their order.
-    """
-    missing = [c for c in ("case", "method", "repeat", "seconds") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"not a measure_costs frame: missing column(s) {missing}")
-    sec = frame.pivot_table(index=["case", "repeat"], columns="method", values="seconds", aggfunc="median", sort=False)
-    for m in (numerator, denominator):
-        if m not in sec.columns:
-            raise ValueError(f"the frame has no {m!r} rows to take ratios of")
-    out = (sec[numerator] / sec[denominator]).dropna().rename("ratio").reset_index()
-    order = {c: i for i, c in enumerate(dict.fromkeys(frame["case"]))}
-    return out.sort_values(["case", "repeat"], key=lambda s: s.map(order) if s.name == "case" else s,
-                           kind="stable").reset_index(drop=True)  # fmt: skip
 
 
 def claim2_table(frame: pd.DataFrame, paper_cases: Collection[str] = ()) -> pd.DataFrame:
