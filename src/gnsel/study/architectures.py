@@ -25,6 +25,7 @@ from ..store import Store
 from ..zoo.grid import load_grid
 from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, slug, verdict_of
 from .part import StudyContext, StudyPart, check_positive, study_part
+from .scoring import MIN_CONVERGED, converged, scored_runs
 
 ZERO_COST = ("grad_norm", "snip", "synflow", "jacob_cov", "nwot")
 #: The comparison groups the issue names, by measure family (the PGDL winner is ``db_mixup``).
@@ -83,9 +84,7 @@ def score_architectures(ctx: StudyContext, store_path: Path, folder: Path, targe
                         device=ctx.device, per_epoch=False, progress=ctx.progress)  # fmt: skip
         failures.update(rep.failures)
         values = rep.values.join(init, how="left")
-        conv = values["converged"].astype("boolean").fillna(False).astype(bool)
-        if conv.sum() >= 8:  # compared at the stopping point of the runs that met the criterion; the others apart
-            values = values[conv]
+        values, _ = scored_runs(values)  # at the stopping point of the runs that met the criterion
         n_models = max(n_models, len(values))
         for m in [*rep.scores.index, *init.columns]:
             est, lo, hi = kendall_ci(values.reset_index(), m, target, n_boot)
@@ -154,8 +153,9 @@ def run_architectures(ctx: StudyContext) -> Section:
         ctx.step(f"architectures:{grid.name}:scores")
         models = sorted(grid.axes.get("model", [])) or sorted({c.model for c in grid.configs})
         runs = Store(store_path).runs_frame(status="done")
-        met = int(runs["converged"].astype("boolean").fillna(False).sum())
-        scored = "the converged ones are scored" if met >= 8 else "fewer than 8 converged, so all are scored"
+        met = int(converged(runs).sum())
+        scored = ("the converged ones are scored" if met >= MIN_CONVERGED
+                  else f"fewer than {MIN_CONVERGED} converged, so all are scored")  # fmt: skip
         intro.append(f"`{grid.name}`: {len(runs)} models ({', '.join(models)}) on {grid.configs[0].dataset}, every one "
                      f"trained with the same settings to the training criterion (stop_loss "
                      f"{grid.configs[0].stop_loss}) or {grid.configs[0].epochs} epochs; {met} met it and "

@@ -32,6 +32,7 @@ from scipy.stats import norm
 
 from ..analysis import holm
 from ..report import Finding, Section, Table
+from .common import ci_text
 from .part import StudyContext, StudyPart, study_part, table_of
 
 __all__ = ["CLAIM_COLUMNS", "PRACTICAL", "SPEEDUP", "STATEMENTS", "STRONG_TAU", "Claim", "ClaimsPart", "claims_table"]
@@ -110,16 +111,10 @@ def claim1(sections: Mapping[str, Section]) -> Claim:
     if t is None or "gn_full" not in t.index:
         return _missing(1, "the correlation part has not run")
     r = t.loc["gn_full"]
-    fc = f"; GN fc {r_text(t, 'gn_fc')}" if "gn_fc" in t.index else ""
+    fc = f"; GN fc {ci_text(*t.loc['gn_fc', ['kendall', 'kendall_low', 'kendall_high']])}" if "gn_fc" in t.index else ""
     return Claim(1, f"Kendall tau of exact GN (probe of training examples, stopping point) with the loss gap over "
                  f"{int(r['models'])} models of the correlation zoo{fc}; strong = above {STRONG_TAU}",
                  float(r["kendall"]), float(r["kendall_low"]), float(r["kendall_high"]), STRONG_TAU)  # fmt: skip
-
-
-def r_text(t: pd.DataFrame, m: str) -> str:
-    """``+0.41 [+0.19, +0.60]`` for the measure ``m`` of a score table."""
-    r = t.loc[m]
-    return f"{r['kendall']:+.2f} [{r['kendall_low']:+.2f}, {r['kendall_high']:+.2f}]"
 
 
 def claim2(sections: Mapping[str, Section]) -> Claim:
@@ -184,7 +179,7 @@ def claim4(sections: Mapping[str, Section]) -> Claim:
     phase = _phase_text(sections)
     alone = gaps[(gaps["algorithm"] == r["algorithm"]) & gaps["objective"].isin(["gn_fc", "gn_full"])]
     for a in alone.itertuples():
-        phase += f"; with `{a.objective}` alone: {a.gap:+.4f} [{a.low:+.4f}, {a.high:+.4f}]"
+        phase += f"; with `{a.objective}` alone: {ci_text(a.gap, a.low, a.high, 4)}"
     alg = str(r["algorithm"]).removesuffix("-random")
     return Claim(4, f"{alg} minus random search: the effect of `{obj}` over `val_loss` on the selected "
                  f"model's test accuracy (fraction; below -{PRACTICAL} = worse in practice), paired by zoo resample "
@@ -200,9 +195,9 @@ def _phase_text(sections: Mapping[str, Section]) -> str:
     if not {"early", "final"} <= set(g.index):
         return ""
     e, f = g.loc["early"], g.loc["final"]
-    return (f"; the reason given: exact GN's tau with the gap early in training {e.kendall:+.2f} "
-            f"[{e.kendall_low:+.2f}, {e.kendall_high:+.2f}], at the stopping point {f.kendall:+.2f} "
-            f"[{f.kendall_low:+.2f}, {f.kendall_high:+.2f}]")
+    return (f"; the reason given: exact GN's tau with the gap early in training "
+            f"{ci_text(e.kendall, e.kendall_low, e.kendall_high)}, at the stopping point "
+            f"{ci_text(f.kendall, f.kendall_low, f.kendall_high)}")
 
 
 def claim5(sections: Mapping[str, Section]) -> Claim:
@@ -223,7 +218,7 @@ def claim5(sections: Mapping[str, Section]) -> Claim:
     if len(others):
         b = others.loc[others["agreement"].idxmax()]
         best = (f"; the best other measure, `{others['agreement'].idxmax()}`: agreement {b['agreement']:+.2f} "
-                f"(tau {b['kendall']:+.2f} [{b['kendall_low']:+.2f}, {b['kendall_high']:+.2f}])")
+                f"(tau {ci_text(b['kendall'], b['kendall_low'], b['kendall_high'])})")
     return Claim(5, f"Kendall tau of exact GN with `{target}` over {int(r['models'])} models of different "
                  f"architectures; fails = not above {STRONG_TAU}{best}", float(r["kendall"]),
                  float(r["kendall_low"]), float(r["kendall_high"]), STRONG_TAU, claim_side=-1)  # fmt: skip

@@ -17,12 +17,13 @@ from typing import Any
 
 import pandas as pd
 
+from ..analysis import kendall
 from ..zoo.correlate import correlate, target_values
 from ..measures import per_epoch_measures
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, verdict_of
-from .scoring import BASELINES, config_labels, score_measures
+from .scoring import BASELINES, MIN_CONVERGED, config_labels, converged, score_measures, scored_runs
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 PHASE_MEASURES = ("gn_full", "gn_fc", "traj_gn", "val_loss", "budget", "train_loss")
@@ -132,15 +133,12 @@ def run_correlation(ctx: StudyContext) -> Section:
     ctx.progress.log(f"  scoring measures against {target} and {second} (measures are cached in the store)")
     rep = correlate(store_path, measures=part["measures"], target=target, out_dir=folder, device=ctx.device,
                     progress=ctx.progress)  # fmt: skip
-    values = rep.values.copy()
+    values = rep.values  # every target at each run's stopping point, the secondary one included
     store = Store(store_path)
-    last = store.epochs_frame(list(values.index))
-    last = last.loc[last.groupby("run_id")["epoch"].idxmax()].set_index("run_id")
-    values[second] = target_values(last, second).reindex(values.index)
-    conv = values["converged"].astype("boolean").fillna(False).astype(bool)
+    conv = converged(values)
     met, missed = values[conv], values[~conv]
-    scored = met if len(met) >= 8 else values
-    which = "converged" if scored is met else "all (fewer than 8 converged)"
+    scored, only_met = scored_runs(values)
+    which = "converged" if only_met else f"all (fewer than {MIN_CONVERGED} converged)"
     table = _scores(scored, rep.scores, target, rep.hparams, n_boot)
     table_all = _scores(values, rep.scores, target, rep.hparams, n_boot) if len(missed) else None
     table_second = _scores(scored, rep.scores, second, rep.hparams, n_boot)
@@ -238,9 +236,9 @@ def noise_floor(values: pd.DataFrame, hparams: list[str], columns: list[str]) ->
         pairs = groups.apply(lambda g: g.dropna().to_numpy()[:2] if g.notna().sum() >= 2 else None).dropna()
         tau = math.nan
         if len(pairs) >= 4:
-            a = pd.Series([p[0] for p in pairs])
-            b = pd.Series([p[1] for p in pairs])
-            tau = float(kendall_ci(pd.DataFrame({"a": a, "b": b}), "a", "b", 1)[0])
+            a = [p[0] for p in pairs]
+            b = [p[1] for p in pairs]
+            tau = kendall(a, b).value
         rows.append({"quantity": col, "configs": int(groups.ngroups), "seeds_per_config": float(groups.size().mean()),
                      "sd_within_config": within, "sd_across_configs": across,
                      "within_over_across": within / across if across else math.nan, "seed_vs_seed_kendall": tau})

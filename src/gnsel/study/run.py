@@ -105,10 +105,11 @@ def run_study(
         from ..tune.live import ray_session  # heavy: ray
 
         ray_ctx = ray_session(address, **({} if address else {"num_cpus": workers}))
-    for part in PARTS:  # finished parts that this run does not redo: later parts may read them
+    for part in PARTS:  # parts finished by earlier runs that this run does not redo: in the report, and readable
         if part not in todo:
             cached = load_section(out / part, part_key(spec, part))
             if cached is not None:
+                result.sections[part], result.seconds[part] = cached
                 ctx.sections[part] = cached[0]
     with ray_ctx:
         for part in todo:
@@ -132,11 +133,6 @@ def run_study(
             result.computed.append(part)
             progress.log(f"{part}: done in {time.perf_counter() - t0:.0f} s ({seconds:.0f} s in all sessions)")
             ctx.step(f"{part}:done")
-    for part in PARTS:  # parts finished by earlier runs belong in the report too
-        if part not in result.sections:
-            cached = load_section(out / part, part_key(spec, part))
-            if cached is not None:
-                result.sections[part], result.seconds[part] = cached
     report = assemble(spec, result, dev, address)
     result.files = write_report(report, out)
     progress.log(f"report: {result.files['html']} and {result.files['md']}; tables in {result.files['tables']}")

@@ -137,7 +137,8 @@ def correlate(
     last = epochs.loc[epochs.groupby("run_id")["epoch"].idxmax()].set_index("run_id")
     hparams = hparam_columns(runs)
     table = runs.set_index("run_id")[hparams].copy()
-    table[target] = target_values(last, target)
+    for t in TARGETS:  # the scored target, and the others beside it for a second look
+        table[t] = target_values(last, t)
     table["converged"] = runs.set_index("run_id")["converged"]
     table["stop_epoch"] = last["epoch"]
     failures: dict[str, str] = {}
