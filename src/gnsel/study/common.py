@@ -23,7 +23,7 @@ from ..zoo.grid import load_grid
 from .part import StudyContext
 
 __all__ = ["StudyContext", "build_zoo_store", "check_measures", "check_target", "ci_text", "kendall_ci",
-           "quiet_logs", "sign_of", "slug", "verdict_of", "zoo_path"]  # fmt: skip
+           "oriented", "quiet_logs", "sign_of", "slug", "verdict_of", "zoo_path", "ACC_MARGIN", "TAU_MARGIN"]  # fmt: skip
 
 
 def slug(text: str) -> str:
@@ -93,13 +93,25 @@ def sign_of(low: float, high: float) -> int:
     return 1 if low > 0 else -1 if high < 0 else 0
 
 
-def verdict_of(sign: int, estimate: float) -> str:
-    """A finding's verdict from its interval's sign (see :func:`sign_of`), oriented so that positive means GN does
-    what is hoped: an interval above 0 helps, one below 0 does not help, and one containing 0 is inconclusive (a
-    null result is no evidence of no effect; ``estimate`` is kept for the callers' wording)."""
-    if sign > 0:
+# The margins the verdicts are read against: the smallest effect that matters in practice.
+TAU_MARGIN = 0.1  # a Kendall tau (rank agreement) below this is too weak to rank models by
+ACC_MARGIN = 0.005  # a selection effect on test accuracy (a fraction) below half a point
+
+
+def oriented(low: float, high: float, sign: int) -> tuple[float, float]:
+    """An interval turned so that positive means what is hoped (``sign`` -1 flips it)."""
+    return (low, high) if sign >= 0 else (-high, -low)
+
+
+def verdict_of(low: float, high: float, margin: float) -> str:
+    """The one verdict rule of every part, for an interval oriented so that positive means GN does what is hoped:
+    ``helps`` when it lies above 0; ``does not help`` only when it excludes a benefit larger than ``margin``
+    (``high < margin``); ``inconclusive`` otherwise (a null result is no evidence of no effect)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if low > 0:
         return "helps"
-    if sign < 0:
+    if high < margin:
         return "does not help"
     return "inconclusive"
 

@@ -22,7 +22,7 @@ from ..zoo.correlate import correlate, target_values
 from ..measures import per_epoch_measures
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
-from .common import build_zoo_store, check_measures, check_target, ci_text, kendall_ci, sign_of, verdict_of
+from .common import build_zoo_store, check_measures, check_target, TAU_MARGIN, ci_text, kendall_ci, sign_of, verdict_of
 from .scoring import BASELINES, MIN_CONVERGED, config_labels, converged, score_measures, scored_runs
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
@@ -275,7 +275,7 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
     out = []
     full, fc, traj, val = (_row(table, m) for m in ("gn_full", "gn_fc", "traj_gn", "val_loss"))
     s = sign_of(full[1], full[2])
-    verdict = verdict_of(s, full[0])
+    verdict = verdict_of(full[1], full[2], TAU_MARGIN)
     if s > 0 and not ("gn_full" in table.index and is_true(table.loc["gn_full", "beats_baselines"])):
         verdict = "mixed"  # it ranks by the gap, but no better than a baseline that needs no model
     how = {1: "ranks the models by the gap the right way (a larger GN goes with a larger gap)",
@@ -300,7 +300,7 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
             f"{'ranks the models by the gap' if st > 0 else 'is inconclusive (its interval contains 0)' if st == 0 else 'ranks them the wrong way'}: "
             f"Kendall tau = {ci_text(*traj)}{_beats(table, 'traj_gn')}; the training budget alone "
             f"(`budget`, sum_t lr_t^2 / n) scores {ci_text(*_row(table, 'budget'))}.",
-            verdict_of(st, traj[0]) if st <= 0 or is_true(table.loc["traj_gn", "beats_baselines"]) else "mixed"))  # fmt: skip
+            verdict_of(traj[1], traj[2], TAU_MARGIN) if st <= 0 or is_true(table.loc["traj_gn", "beats_baselines"]) else "mixed"))  # fmt: skip
     ranked = [m for m in table.index if math.isfinite(table.loc[m, "kendall"])]
     if "gn_full" in ranked:
         rank = int(table.loc["gn_full", "rank"])
@@ -317,7 +317,7 @@ def _findings(table: pd.DataFrame, second: pd.DataFrame, phases: pd.DataFrame, t
         if {"early", "final"} <= set(g.index):
             first, last = g.loc["early"], g.loc["final"]
             s0, s1 = sign_of(first.kendall_low, first.kendall_high), sign_of(last.kendall_low, last.kendall_high)
-            verdict = "mixed" if s0 != s1 else {1: "helps", 0: "inconclusive", -1: "does not help"}[s0]
+            verdict = "mixed" if s0 != s1 else verdict_of(last.kendall_low, last.kendall_high, TAU_MARGIN)
             out.append(Finding(
                 f"Over training, exact GN's tau against the gap goes from "
                 f"{ci_text(first.kendall, first.kendall_low, first.kendall_high)} early (10% of each run's "

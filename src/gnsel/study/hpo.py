@@ -26,7 +26,7 @@ from ..tune.lookup import Lookup
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
-from .common import build_zoo_store, ci_text, quiet_logs, sign_of, slug
+from .common import ACC_MARGIN, build_zoo_store, ci_text, quiet_logs, sign_of, slug, verdict_of
 from .hpo_effects import Effects, effect_findings, run_effects, selection_exact
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
@@ -95,14 +95,16 @@ class HpoPart(StudyPart):
         gn = diffs[diffs["objective"].map(uses_gn)]
         alone = gn[gn["objective"].isin(GN_ALONE)]
         mixed = gn[~gn["objective"].isin(GN_ALONE)]
-        word = {1: "better than", 0: "neither better nor worse, within the interval, than", -1: "worse than"}
+        word = {"helps": "better than", "inconclusive": "neither clearly better nor, within the margin, ruled out "
+                "better than", "does not help": f"no better (the interval excludes a benefit above {ACC_MARGIN}) than"}
         out: list[tuple[str, int | None]] = []
         for label, rows in (("as a stand-in for the validation loss (GN alone)", alone),
                             ("as a complement to it", mixed)):  # fmt: skip
             if len(rows):
                 r = rows.loc[rows["diff_test_acc"].idxmax()]  # GN's best showing
                 s = sign_of(r.diff_low, r.diff_high)
-                out.append((f"{label}, GN's best objective `{r.objective}` selects models {word[s]} those of the "
+                v = verdict_of(r.diff_low, r.diff_high, ACC_MARGIN)
+                out.append((f"{label}, GN's best objective `{r.objective}` selects models {word[v]} those of the "
                             f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)}; "
                             f"{how})", s))  # fmt: skip
         return out

@@ -44,7 +44,7 @@ from ..tune.exact import exact_expectations, expected_selected, selection_table
 from ..tune.lookup import Lookup
 from ..tune.objectives import Objective, parse_objective
 from ..tune.replay_search import Search
-from .common import ci_text, sign_of, verdict_of
+from .common import ACC_MARGIN, ci_text, verdict_of
 
 __all__ = ["BOOT_PARAM", "EXACT_ALGORITHMS", "Effects", "bootstrap_draws", "effect_findings", "effect_samples", "point_effects",
            "replay_k", "resample_lookup", "run_effects", "selection_exact", "summarise_effects"]  # fmt: skip
@@ -322,12 +322,13 @@ def effect_findings(effects: pd.DataFrame, gaps: pd.DataFrame, n_configs: int, e
     for obj, g in effects.groupby("objective", sort=False):
         parts = ", ".join(f"{r.algorithm} {ci_text(r.effect, r.low, r.high, 3)}" for r in g.itertuples())
         gn = parse_objective(obj).uses_gn
-        verdicts = {verdict_of(sign_of(r.low, r.high), r.effect) for r in g.itertuples()}
+        verdicts = {verdict_of(r.low, r.high, ACC_MARGIN) for r in g.itertuples()}
         verdict = (verdicts.pop() if len(verdicts) == 1 else "mixed") if gn else "info"
         alone = len(parse_objective(obj).metrics) == 1 and gn
         who = f"GN alone (`{obj}`)" if alone else f"`{obj}`"
         out.append(Finding(f"Selecting by {who} instead of `{baseline}` changes the selected model's test accuracy "
-                           f"by, per algorithm: {parts} ({what}).", verdict))  # fmt: skip
+                           f"by, per algorithm: {parts} ({what}; a benefit below {ACC_MARGIN} is none in "
+                           "practice).", verdict))  # fmt: skip
     if len(gaps):
         parts = "; ".join(f"{r.algorithm} with `{r.objective}` {ci_text(r.gap, r.low, r.high, 3)}" for r in gaps.itertuples())
         out.append(Finding("Bandits against random search with GN objectives (effect of the objective under the bandit "
