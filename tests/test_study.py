@@ -25,8 +25,8 @@ TABLES = {
     "correlation": ["correlation_scores", "correlation_secondary", "correlation_scores_all", "correlation_phases",
                     "correlation_missed", "correlation_noise", "correlation_granulated", "correlation_per_epoch"],
     "cost": ["cost_summary", "cost_ratios", "cost_claim2", "cost_claim2_estimate"],
-    "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_effects", "hpo_bandit_gap", "hpo_gn_cost", "selection_exact",
-            "selection_table"],
+    "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_effects", "hpo_bandit_gap", "hpo_weight_tuned",
+            "hpo_gn_cost", "selection_exact", "selection_table", "hpo_weight_curve"],
     "architectures": ["architectures_tiny-arch"],
     "claims": ["claims", "claims_tests"],
 }

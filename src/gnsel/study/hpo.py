@@ -21,20 +21,22 @@ import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
 from ..tune.algorithms import check_search, live_algorithm
-from ..tune.exact import selection_table
+from ..tune.exact import WEIGHT_GRID, selection_table
+from ..tune.objectives import GN_SCOPES, TRAJECTORY_GN
 from ..tune.lookup import Lookup
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
 from .common import ACC_MARGIN, build_zoo_store, ci_text, quiet_logs, sign_of, slug, verdict_of
 from .hpo_effects import Effects, effect_findings, run_effects, selection_exact
+from .hpo_tuned import Tuned, tuned_effects, tuned_findings
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
 
 BASELINE = "val_loss"
-GN_ALONE = ("gn_full", "gn_fc", "traj_gn")  # objectives that are GN and nothing else
 _REPLAY_DEFAULTS = {"algorithms": ["grid", "random", "tpe", "hyperband", "bohb"], "objectives": ["val_loss"],
                     "seeds": 50, "budget": None,
-                    "boot_exact_resamples": 1000, "boot_resamples": 30, "boot_seeds": 2, "boot_seed": 0}  # fmt: skip
+                    "boot_exact_resamples": 1000, "boot_resamples": 30, "boot_seeds": 2, "boot_seed": 0,
+                    "tune_gn": ["gn_full", "gn_fc"], "tune_weights": list(WEIGHT_GRID)}  # fmt: skip
 _LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
                   "space": None, "cpus_per_trial": 1.0, "gpus_per_trial": 0.0}  # fmt: skip
 
@@ -57,6 +59,7 @@ class HpoPart(StudyPart):
             check_positive(replay[key], f"hpo.replay.{key}")
         if isinstance(replay["boot_seed"], bool) or not isinstance(replay["boot_seed"], int) or replay["boot_seed"] < 0:
             raise ValueError(f"hpo.replay.boot_seed must be a non-negative integer, got {replay['boot_seed']!r}")
+        _check_tuning(replay)
         if not live["algorithms"]:
             return
         if live["space"] is None:
@@ -93,8 +96,14 @@ class HpoPart(StudyPart):
         if diffs is None or not len(diffs):
             return []
         gn = diffs[diffs["objective"].map(uses_gn)]
-        alone = gn[gn["objective"].isin(GN_ALONE)]
-        mixed = gn[~gn["objective"].isin(GN_ALONE)]
+        alone = gn[gn["objective"].map(lambda o: parse_objective(o).gn_only)]
+        mixed = gn[~gn["objective"].map(lambda o: parse_objective(o).gn_only)]
+        tuned = table_of(section, "hpo_weight_tuned")
+        if tuned is not None and len(tuned) and how.startswith("random"):
+            t = tuned[tuned["algorithm"] == "random"].rename(
+                columns={"effect": "diff_test_acc", "low": "diff_low", "high": "diff_high"})
+            t = t.assign(objective=[f"{o}` (w = {w:g}, tuned on validation)`" for o, w in zip(t["objective"], t["weight"])])
+            mixed = pd.concat([mixed, t[["objective", "diff_test_acc", "diff_low", "diff_high"]]], ignore_index=True)
         word = {"helps": "better than", "inconclusive": "neither clearly better nor, within the margin, ruled out "
                 "better than", "does not help": f"no better (the interval excludes a benefit above {ACC_MARGIN}) than"}
         out: list[tuple[str, int | None]] = []
@@ -104,10 +113,22 @@ class HpoPart(StudyPart):
                 r = rows.loc[rows["diff_test_acc"].idxmax()]  # GN's best showing
                 s = sign_of(r.diff_low, r.diff_high)
                 v = verdict_of(r.diff_low, r.diff_high, ACC_MARGIN)
+                best = f"best of {len(rows)} objectives, uncorrected for that choice" if len(rows) > 1 else "one objective"
                 out.append((f"{label}, GN's best objective `{r.objective}` selects models {word[v]} those of the "
                             f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)}; "
-                            f"{how})", s))  # fmt: skip
+                            f"{how}; {best})", s))  # fmt: skip
         return out
+
+
+def _check_tuning(replay: Mapping[str, Any]) -> None:
+    gn, weights = replay["tune_gn"], replay["tune_weights"]
+    known = [*GN_SCOPES, TRAJECTORY_GN]
+    if not isinstance(gn, list) or any(g not in known for g in gn):
+        raise ValueError(f"hpo.replay.tune_gn must be a list of GN metrics from {', '.join(known)}, got {gn!r}")
+    ok = isinstance(weights, list) and len(weights) >= 2 and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights)
+    if not ok:
+        raise ValueError(f"hpo.replay.tune_weights must be a list of at least two finite weights >= 0, got {weights!r}")
 
 
 def _live_pair_ok(space: SearchSpace, algorithm: str, objective: str) -> bool:
@@ -287,6 +308,10 @@ def run_hpo(ctx: StudyContext) -> Section:
     objectives = parse_objectives(ctx.spec.parts["hpo"]["replay"]["objectives"])
     eff = _effects(ctx, lookup, res, store_path, folder)
     ctx.step("hpo:effects")
+    replay_cfg = ctx.spec.parts["hpo"]["replay"]
+    tuned = tuned_effects(lookup, replay_cfg["tune_gn"], parse_algorithms(replay_cfg["algorithms"]), res.budget,
+                          weights=replay_cfg["tune_weights"], resamples=int(replay_cfg["boot_exact_resamples"]),
+                          seed=int(replay_cfg["boot_seed"]), base=BASELINE, progress=ctx.progress)  # fmt: skip
     live = _live(ctx, folder)
     summary = res.summary
     diffs = paired_differences(res.runs)
@@ -321,6 +346,16 @@ def run_hpo(ctx: StudyContext) -> Section:
               "epoch: each single objective's value and the test accuracy (seed means), what the exact "
               "expectations are computed from.", max_rows=20),
     ]  # fmt: skip
+    if len(tuned.effects):
+        tables.insert(tables.index(next(t for t in tables if t.name == "hpo_effects")) + 1, Table(
+            "hpo_weight_tuned", tuned.effects, "Per exact algorithm and GN metric: the weight w of `val_loss + w * gn` "
+            "chosen on validation data (least expected validation error of the selection; never the test set) and "
+            "the expected test accuracy of the tuned objective's selection minus that of `val_loss` (effect), with a "
+            "95% interval from the zoo bootstrap that re-chooses w on every resample; share_zero: the share of "
+            "resamples that chose w = 0."))
+        tables.append(Table("hpo_weight_curve", tuned.curves, "Every weight of the grid: the expected validation "
+                            "error and test accuracy of the selection (exact, full zoo); chosen marks the pick.",
+                            max_rows=40))  # fmt: skip
     if len(eff.gaps):
         tables.insert(tables.index(next(t for t in tables if t.name == "hpo_effects")) + 1, Table(
             "hpo_bandit_gap", eff.gaps, "Per GN objective: its effect under HyperBand/BOHB minus its effect under "
@@ -331,7 +366,6 @@ def run_hpo(ctx: StudyContext) -> Section:
                             "wall_seconds") if c in live.columns]  # fmt: skip
         tables.insert(1, Table("hpo_live", live[cols], "Live searches on Ray Tune (one seed each, small budget): "
                                "the selected model and what the search cost."))  # fmt: skip
-    replay_cfg = ctx.spec.parts["hpo"]["replay"]
     return Section(
         key="hpo",
         title="Does a GN objective select better models, and at what cost?",
@@ -345,7 +379,7 @@ def run_hpo(ctx: StudyContext) -> Section:
             "objectives are minimised; a multi-objective search picks the point of its Pareto front with the "
             "smallest sum of normalised objectives."
         ),
-        findings=_findings(summary, cost, live, res.best_test_acc, eff, res.n_configs, replay_cfg),
+        findings=_findings(summary, cost, live, res.best_test_acc, eff, res.n_configs, replay_cfg, tuned),
         tables=tables,
         figures=figures,
         notes=[f"{r.algorithm} with `{r.objective}`: {r.status}" for r in live.itertuples()
@@ -385,7 +419,7 @@ def _cost_table(summary: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
 
 
 def _findings(summary: pd.DataFrame, cost: pd.DataFrame, live: pd.DataFrame, best: float, eff: Effects,
-              n_configs: int, replay_cfg: Mapping[str, Any]) -> list[Finding]:  # fmt: skip
+              n_configs: int, replay_cfg: Mapping[str, Any], tuned: Tuned) -> list[Finding]:  # fmt: skip
     out = []
     base = summary[summary["objective"] == BASELINE]
     if len(base):
@@ -394,6 +428,7 @@ def _findings(summary: pd.DataFrame, cost: pd.DataFrame, live: pd.DataFrame, bes
                            f"(over algorithms and seeds; the zoo's best model has {best:.3f}).", "info"))  # fmt: skip
     out += effect_findings(eff.effects, eff.gaps, n_configs, int(replay_cfg["boot_exact_resamples"]),
                            int(replay_cfg["boot_resamples"]), int(replay_cfg["boot_seeds"]), BASELINE)  # fmt: skip
+    out += tuned_findings(tuned, n_configs, int(replay_cfg["boot_exact_resamples"]), BASELINE)
     gn_rows = cost[cost["uses_gn"]]
     if len(gn_rows) and "replay_gn_share" in gn_rows:
         share = gn_rows["replay_gn_share"]

@@ -47,7 +47,7 @@ from ..tune.replay_search import Search
 from .common import ACC_MARGIN, ci_text, verdict_of
 
 __all__ = ["BOOT_PARAM", "EXACT_ALGORITHMS", "Effects", "bootstrap_draws", "effect_findings", "effect_samples", "point_effects",
-           "replay_k", "resample_lookup", "run_effects", "selection_exact", "summarise_effects"]  # fmt: skip
+           "replay_k", "resample_lookup", "run_effects", "selection_exact", "summarise_effects", "widened_interval"]  # fmt: skip
 
 BOOT_PARAM = "config"  # the one parameter of a resampled (flat) space
 EXACT_ALGORITHMS = {"grid": False, "random": True}  # algorithm -> draws with replacement
@@ -216,7 +216,8 @@ def effect_samples(lookup: Lookup, algorithms: Sequence[str], objectives: Sequen
 
 
 # ------------------------------------------------------------------------------------------ summaries
-def _interval(point: float, samples: np.ndarray) -> tuple[float, float, int]:
+def widened_interval(point: float, samples: np.ndarray) -> tuple[float, float, int]:
+    """The 95% percentile interval of ``samples``, widened to include ``point``; and how many samples were finite."""
     s = samples[np.isfinite(samples)]
     if s.size < 2:
         return math.nan, math.nan, int(s.size)
@@ -246,7 +247,7 @@ def summarise_effects(points: dict[tuple[str, str], float], samples: pd.DataFram
         if o == baseline:
             continue
         s = by.get((a, o), pd.Series(dtype=float))
-        lo, hi, n = _interval(points.get((a, o), math.nan), s.to_numpy(float))
+        lo, hi, n = widened_interval(points.get((a, o), math.nan), s.to_numpy(float))
         rows.append({"algorithm": a, "objective": o, "effect": points.get((a, o), math.nan), "low": lo, "high": hi,
                      "resamples": n, "method": m})  # fmt: skip
     gap_rows, gap_samples = [], []
@@ -259,7 +260,7 @@ def summarise_effects(points: dict[tuple[str, str], float], samples: pd.DataFram
                 d = by.get((bandit, o.text), pd.Series(dtype=float)) - by.get(("random", o.text), pd.Series(dtype=float))
                 d = d.dropna()
                 point = points.get((bandit, o.text), math.nan) - points.get(("random", o.text), math.nan)
-                lo, hi, n = _interval(point, d.to_numpy(float))
+                lo, hi, n = widened_interval(point, d.to_numpy(float))
                 gap_rows.append({"algorithm": name, "objective": o.text, "gap": point, "low": lo, "high": hi,
                                  "resamples": n})  # fmt: skip
                 gap_samples.append(pd.DataFrame({"resample": d.index.astype(int), "algorithm": name,

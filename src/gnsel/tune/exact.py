@@ -16,6 +16,11 @@ random order picks each of them alike). Rows whose value is NaN are never select
 (``N`` counts the finite rows; a replayed grid still spends budget on them, this does not).
 Multi-objective objectives (``[a, b]``) select by a Pareto rule and are not covered: they are skipped.
 
+The weight of ``val_loss + w * gn`` is a hyper-parameter of the objective: :func:`weight_curve` gives, per
+``w`` of a grid, the exact expected *validation* error and test accuracy of what grid/random search select,
+and marks the ``w`` a practitioner would choose -- the least expected validation error, so the test set
+plays no part in the choice.
+
 Algorithm names in :func:`exact_expectations`: ``grid`` (without replacement) and ``random`` (each
 ``replacement`` asked for; ``k`` larger than ``N`` only with replacement).
 """
@@ -32,7 +37,10 @@ from scipy.special import gammaln
 from .lookup import Lookup
 from .objectives import Objective, parse_objective
 
-__all__ = ["exact_expectations", "expected_selected", "rank_probabilities", "selection_table"]
+__all__ = ["WEIGHT_GRID", "exact_expectations", "expected_selected", "rank_probabilities", "selection_table",
+           "weight_curve", "weight_table", "weighted_text"]
+
+WEIGHT_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # w of val_loss + w * gn, 0 = val_loss
 
 
 class _MeanRow(Mapping[str, float]):
@@ -132,3 +140,35 @@ def exact_expectations(table: pd.DataFrame, objectives: Iterable[str | Objective
                 rows.append({"algorithm": alg, "objective": o.text, "k": k, "replacement": rep,
                              "expected_test_acc": expected_selected(values, acc, k, rep)})  # fmt: skip
     return pd.DataFrame(rows, columns=["algorithm", "objective", "k", "replacement", "expected_test_acc"])
+
+
+def weighted_text(base: str, gn: str, weight: float) -> str:
+    """The objective ``base+w*gn`` as text (``w`` in its shortest exact form)."""
+    return f"{base}+{float(weight):g}*{gn}"
+
+
+def weight_table(lookup: Lookup, gns: Sequence[str], weights: Sequence[float] = WEIGHT_GRID, base: str = "val_loss",
+                 criterion: str = "val_error", epoch: int | None = None) -> pd.DataFrame:  # fmt: skip
+    """The :func:`selection_table` of ``base + w * gn`` for every ``gn`` and ``w``, with the ``criterion`` column."""
+    texts = [weighted_text(base, gn, w) for gn in gns for w in sorted({float(w) for w in weights})]
+    return selection_table(lookup, [*texts, base, criterion], epoch)
+
+
+def weight_curve(table: pd.DataFrame, gn: str, k: int, replacement: bool, weights: Sequence[float] = WEIGHT_GRID,
+                 base: str = "val_loss", criterion: str = "val_error") -> pd.DataFrame:  # fmt: skip
+    """Per weight ``w`` of ``base + w * gn`` (columns of ``table``, from :func:`weight_table`): the exact expected
+    ``criterion`` (a validation metric, minimised) and ``test_acc`` of the model selected from ``k`` draws;
+    ``chosen`` marks the least expected criterion (ties: the smaller ``w``), a choice that never reads the test set."""
+    crit, acc = table[criterion].to_numpy(float), table["test_acc"].to_numpy(float)
+    rows = []
+    for w in sorted({float(w) for w in weights}):
+        t = weighted_text(base, gn, w)
+        v = table[t].to_numpy(float)
+        kk = int(k) if replacement else min(int(k), int(np.isfinite(v).sum()))
+        rows.append({"weight": w, "objective": t, f"expected_{criterion}": expected_selected(v, crit, kk, replacement),
+                     "expected_test_acc": expected_selected(v, acc, kk, replacement)})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    c = frame[f"expected_{criterion}"].to_numpy(float)
+    best = int(np.nanargmin(np.round(c, 12))) if np.isfinite(c).any() else -1
+    frame["chosen"] = [i == best for i in range(len(frame))]
+    return frame

@@ -70,7 +70,8 @@ _TUNE_ENV = {
 
 def search_name(algorithm: str, objective: str) -> str:
     """Default experiment name: ``<algorithm>-<objective as a slug>``."""
-    slug = re.sub(r"[^a-z0-9]+", "_", objective.lower()).strip("_")
+    words = objective.lower().replace("<=", " le ").replace(">=", " ge ").replace("|", " st ").replace("&", " and ")
+    slug = re.sub(r"[^a-z0-9]+", "_", words).strip("_")
     return f"{algorithm}-{slug}"
 
 
