@@ -157,6 +157,11 @@ def claim3(sections: Mapping[str, Section]) -> Claim:
         extra = f"; GN measurement's share of the search time: median {cost['gn_share'].median():.0%}"
     if -PRACTICAL < float(r["low"]) and float(r["high"]) < PRACTICAL:
         extra += f"; the whole interval lies within +-{PRACTICAL}: no practical difference either way"
+    tuned = table_of(sections.get("hpo"), "hpo_weight_tuned")
+    if tuned is not None and len(tuned):
+        for t in tuned[tuned["algorithm"] == "random"].itertuples():
+            extra += (f"; with w tuned on validation data, `{t.objective}` (w = {t.weight:g}): "
+                      f"{ci_text(t.effect, t.low, t.high, 4)}")
     return Claim(3, f"random search ({r['method']}): expected test accuracy of the model selected by `{obj}` minus "
                  f"by `val_loss` (fraction; no practical difference within +-{PRACTICAL}); interval: bootstrap over "
                  f"the zoo's configurations, seeds nested ({int(r['resamples'])} resamples){extra}",
