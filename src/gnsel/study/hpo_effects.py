@@ -276,21 +276,27 @@ def summarise_effects(points: dict[tuple[str, str], float], samples: pd.DataFram
 def selection_exact(lookup: Lookup, runs: pd.DataFrame, objectives: Sequence[Objective], budget: int,
                     ks: Sequence[int] = (1, 4, 8, 16, 32)) -> pd.DataFrame:  # fmt: skip
     """Exact expected test accuracy of grid/random per single objective and ``k`` (the replay's ``k`` and ``ks``,
-    capped at N), with ``replay_mean``: the replayed seeds' mean where the replay ran that algorithm at that k."""
+    capped at N), with the check where the replay ran that algorithm at that k: ``replay_mean`` of its seeds,
+    ``replay_se`` (their standard error, the Monte Carlo error) and ``replay_z`` = (mean - exact) / se."""
     table = selection_table(lookup, objectives)
     n = len(table)
     k_replay = replay_k(budget, lookup)
     ks_all = sorted({min(int(k), n) for k in ks} | {k_replay})
     frame = exact_expectations(table, objectives, ks_all)
-    means = runs.groupby(["algorithm", "objective"])["test_acc"].mean() if len(runs) else pd.Series(dtype=float)
+    g = runs.groupby(["algorithm", "objective"])["test_acc"] if len(runs) else None
+    stats = pd.DataFrame({"mean": g.mean(), "se": g.std(ddof=1) / np.sqrt(g.count())}) if g is not None else None
     replayed = {"grid": (min(k_replay, n), False), "random": (k_replay, True)}
 
-    def replay_mean(r: pd.Series) -> float:
-        if replayed.get(r["algorithm"]) != (r["k"], r["replacement"]):
+    def replay(r: pd.Series, what: str) -> float:
+        key = (r["algorithm"], r["objective"])
+        if replayed.get(r["algorithm"]) != (r["k"], r["replacement"]) or stats is None or key not in stats.index:
             return math.nan
-        return float(means.get((r["algorithm"], r["objective"]), math.nan))
+        return float(stats.loc[key, what])
 
-    frame["replay_mean"] = frame.apply(replay_mean, axis=1) if len(frame) else pd.Series(dtype=float)
+    for col, what in (("replay_mean", "mean"), ("replay_se", "se")):
+        frame[col] = frame.apply(replay, axis=1, what=what) if len(frame) else pd.Series(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame["replay_z"] = (frame["replay_mean"] - frame["expected_test_acc"]) / frame["replay_se"]
     return frame
 
 
