@@ -22,7 +22,10 @@ whereas ``gn_fc`` is the mean *per-example* squared norm). The oracle is not a s
 
 :func:`checkpoint_summary` gives per selector the mean regret with a 95% percentile interval from a bootstrap
 over configurations with their seeds nested (:func:`gnsel.analysis.resample.nested_indices`), and the paired
-difference to a baseline selector on the same resamples.
+difference to a baseline selector on the same resamples; ``share_last`` is the share of runs whose pick is the
+stopping epoch (what ``last`` keeps), ``share_oracle`` that of runs whose pick is as good as the oracle, both over
+the runs with a pick. The verdicts (the study's one rule, on the paired interval) are added by
+:func:`gnsel.study.checkpoints.with_verdicts`: the tune layer does not import the study.
 """
 
 from __future__ import annotations
