@@ -64,7 +64,9 @@ class Lookup:
     ``params`` maps each hyper-parameter to its sorted value labels; ``configs[c]`` is configuration
     ``c`` as ``{param: label}`` and ``index`` maps the tuple of its labels (in ``params`` order) back to
     ``c``; ``metrics[name]`` has shape ``(configs, replicates, epochs + 1)``, NaN-padded where a
-    configuration has fewer seeds (``n_replicates``).
+    configuration has fewer seeds (``n_replicates``). ``last_epochs`` (``(configs, replicates)``, -1 where
+    there is no run) is each run's last recorded epoch, after which its metrics are the forward-filled copies
+    (None when the lookup was built by hand: then every epoch counts as recorded).
     """
 
     params: dict[str, list[str]]
@@ -76,6 +78,7 @@ class Lookup:
     run_ids: list[list[str]]
     seed_mode: str = "mean"
     measure_every_epoch: bool = True
+    last_epochs: np.ndarray | None = None
     _cum: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _mean: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _tables: dict[Objective, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
@@ -180,6 +183,7 @@ class Lookup:
             run_ids=[[run_ids[i] for i in m] for m in members],
             seed_mode=seed_mode,
             measure_every_epoch=measure_every_epoch,
+            last_epochs=last,
         )
 
     # -- queries ----------------------------------------------------------------------
