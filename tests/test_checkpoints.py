@@ -229,3 +229,15 @@ def test_cli_checkpoints_writes_its_files_and_rejects_bad_selectors(store, tmp_p
         bad = wide.invoke(_app(), ["hpo-bench", "--checkpoints", "--store", store, *args, "--out", str(tmp_path / "b")])
         assert bad.exit_code == 2 and words in bad.output, bad.output
         assert bad.output.strip().startswith("error:") and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+def test_a_gn_selector_no_better_than_keeping_the_last_checkpoint_is_mixed():
+    """Helping against val_loss is not enough: it must also beat `last`, which needs no selection."""
+    rows = [{"selector": "val_loss", "uses_gn": False, "vs_low": 0.0, "vs_high": 0.0, "vs_last_low": -0.01},
+            {"selector": "last", "uses_gn": False, "vs_low": 0.001, "vs_high": 0.004, "vs_last_low": 0.0},
+            {"selector": "gn_fc", "uses_gn": True, "vs_low": 0.001, "vs_high": 0.004, "vs_last_low": -0.001},
+            {"selector": "gn_full", "uses_gn": True, "vs_low": 0.001, "vs_high": 0.004, "vs_last_low": 0.0005},
+            {"selector": "val_loss+1*gn_fc", "uses_gn": True, "vs_low": -0.002, "vs_high": 0.003, "vs_last_low": 0.001}]
+    got = with_verdicts(pd.DataFrame(rows)).set_index("selector")["verdict"].to_dict()
+    assert got == {"val_loss": "info", "last": "info", "gn_fc": "mixed", "gn_full": "helps",
+                   "val_loss+1*gn_fc": "does not help"}

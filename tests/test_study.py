@@ -26,7 +26,8 @@ TABLES = {
                     "correlation_missed", "correlation_noise", "correlation_granulated", "correlation_per_epoch"],
     "cost": ["cost_summary", "cost_ratios", "cost_claim2", "cost_claim2_estimate"],
     "hpo": ["hpo_replay", "hpo_live", "hpo_vs_val_loss", "hpo_effects", "hpo_bandit_gap", "hpo_weight_tuned",
-            "hpo_gn_cost", "selection_exact", "selection_table", "hpo_weight_curve"],
+            "hpo_gn_cost", "selection_exact", "selection_table", "hpo_weight_curve", "checkpoint_selection",
+            "checkpoint_picks"],
     "architectures": ["architectures_tiny-arch"],
     "claims": ["claims", "claims_tests"],
 }
@@ -34,7 +35,7 @@ FIGURES = {
     "correlation": ["scatter_gn_full.png", "scatter_gn_fc.png", "scatter_traj_gn.png", "scatter_val_loss.png",
                     "epochs_kendall.png", "epochs_granulated.png"],
     "cost": ["cost_ratios.png"],
-    "hpo": ["selected_accuracy.png", "replay_anytime.png"],
+    "hpo": ["selected_accuracy.png", "replay_anytime.png", "checkpoint_selection.png"],
     "architectures": ["agreement_tiny-arch_gap_loss.png", "agreement_tiny-arch_test_error.png"],
 }  # fmt: skip
 

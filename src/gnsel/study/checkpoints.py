@@ -26,6 +26,7 @@ import pandas as pd
 from ..report import Figure, Finding, Table
 from ..tune.checkpoints import (
     DEFAULT_SELECTORS,
+    LAST,
     checkpoint_picks,
     checkpoint_summary,
     parse_selectors,
@@ -46,11 +47,28 @@ _WORDS = {"helps": "picks better checkpoints than", "does not help": "rules out 
 
 
 def with_verdicts(summary: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """The summary with ``verdict``: the one rule on ``[vs_low, vs_high]`` for GN selectors, ``info`` otherwise."""
+    """The summary with ``verdict``: the one rule on ``[vs_low, vs_high]`` for GN selectors, ``info`` otherwise; a GN
+    selector that helps against the baseline but not against ``last`` (``vs_last_low`` not above 0, when given) is
+    ``mixed``: it is no better than keeping the stopping point, which needs no selection at all."""
     out = summary.copy()
-    out["verdict"] = [verdict_of(r.vs_low, r.vs_high, ACC_MARGIN) if r.uses_gn and r.selector != baseline else "info"
-                      for r in summary.itertuples()]  # fmt: skip
+    verdicts = []
+    for r in summary.itertuples():
+        v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN) if r.uses_gn and r.selector != baseline else "info"
+        if v == "helps" and r.selector != LAST and math.isfinite(getattr(r, "vs_last_low", math.nan)) \
+                and not r.vs_last_low > 0:
+            v = "mixed"
+        verdicts.append(v)
+    out["verdict"] = verdicts
     return out
+
+
+def _with_last(summary: pd.DataFrame, picks: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
+    """``vs_last``, ``vs_last_low``, ``vs_last_high``: the paired comparison with keeping the stopping point."""
+    if LAST not in set(picks["selector"]):
+        return summary
+    other = checkpoint_summary(picks, LAST, resamples, seed).set_index("selector")
+    cols = {"vs_baseline": "vs_last", "vs_low": "vs_last_low", "vs_high": "vs_last_high"}
+    return summary.join(other[list(cols)].rename(columns=cols), on="selector")
 
 
 def checkpoint_selection(lookup: Lookup, selectors: str | Sequence[str] = DEFAULT_SELECTORS, tail: int | None = None,
@@ -59,7 +77,8 @@ def checkpoint_selection(lookup: Lookup, selectors: str | Sequence[str] = DEFAUL
     selectors when they lack it."""
     names = parse_selectors(selectors)
     picks = checkpoint_picks(lookup, names if baseline in names else [baseline, *names], tail=tail)
-    return picks, with_verdicts(checkpoint_summary(picks, baseline, resamples, seed), baseline)
+    summary = _with_last(checkpoint_summary(picks, baseline, resamples, seed), picks, resamples, seed)
+    return picks, with_verdicts(summary, baseline)
 
 
 # ------------------------------------------------------------------------------------------- figure
@@ -153,8 +172,14 @@ def checkpoint_findings(summary: pd.DataFrame, picks: pd.DataFrame, tail: int | 
     out = [Finding(text + ".", "info")]
     for r in summary.itertuples():
         if r.uses_gn and r.selector != baseline:
-            out.append(Finding(f"`{r.selector}` (regret {_points(r)}) {_WORDS[r.verdict]} `{baseline}`: {baseline}'s "
-                               f"regret minus its, paired per run, {_points(r, 'vs')} points.", r.verdict))  # fmt: skip
+            v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN)
+            last = ""
+            if math.isfinite(getattr(r, "vs_last", math.nan)):
+                lo, hi = 100 * r.vs_last_low, 100 * r.vs_last_high
+                last = (f"; against keeping the stopping point (`last`), {ci_text(100 * r.vs_last, lo, hi, 2)} points"
+                        + (", so it is no better than not selecting" if r.verdict == "mixed" else ""))
+            out.append(Finding(f"`{r.selector}` (regret {_points(r)}) {_WORDS[v]} `{baseline}`: {baseline}'s "
+                               f"regret minus its, paired per run, {_points(r, 'vs')} points{last}.", r.verdict))  # fmt: skip
     shares = ", ".join(f"`{r.selector}` {r.share_last:.0%}" for r in summary.itertuples() if r.selector != "last")
     out.append(Finding(f"Share of runs whose pick is the stopping epoch (what `last` keeps without selecting): {shares}.",
                        "info"))  # fmt: skip

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..report import Figure, Finding, Section, Table
 from ..tune.algorithms import check_search, live_algorithm
+from ..tune.checkpoints import DEFAULT_SELECTORS, parse_selectors
 from ..tune.exact import WEIGHT_GRID, selection_table
 from ..tune.objectives import GN_SCOPES, TRAJECTORY_GN
 from ..tune.lookup import Lookup
@@ -28,6 +29,7 @@ from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
 from .common import ACC_MARGIN, build_zoo_store, ci_text, quiet_logs, sign_of, slug, verdict_of
+from .checkpoints import checkpoint_report
 from .hpo_effects import Effects, effect_findings, run_effects, selection_exact
 from .hpo_tuned import Tuned, tuned_effects, tuned_findings
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
@@ -37,6 +39,7 @@ _REPLAY_DEFAULTS = {"algorithms": ["grid", "random", "tpe", "hyperband", "bohb"]
                     "seeds": 50, "budget": None,
                     "boot_exact_resamples": 1000, "boot_resamples": 30, "boot_seeds": 2, "boot_seed": 0,
                     "tune_gn": ["gn_full", "gn_fc"], "tune_weights": list(WEIGHT_GRID)}  # fmt: skip
+_CHECKPOINT_DEFAULTS = {"selectors": list(DEFAULT_SELECTORS), "tail": None, "resamples": 1000}
 _LIVE_DEFAULTS = {"algorithms": [], "objectives": ["val_loss"], "trials": 6, "epochs": 8,
                   "space": None, "cpus_per_trial": 1.0, "gpus_per_trial": 0.0}  # fmt: skip
 
@@ -46,8 +49,8 @@ class HpoPart(StudyPart):
     """Which models each search algorithm selects with each objective (replay and live), and GN's cost."""
 
     name = "hpo"
-    defaults = {"zoo": "quick", "replay": _REPLAY_DEFAULTS, "live": _LIVE_DEFAULTS}
-    nested = ("replay", "live")
+    defaults = {"zoo": "quick", "replay": _REPLAY_DEFAULTS, "live": _LIVE_DEFAULTS, "checkpoints": _CHECKPOINT_DEFAULTS}
+    nested = ("replay", "live", "checkpoints")
     uses_zoo = True
     verdict_rank, verdict_limit, answer_rank = 1, 4, 0
 
@@ -60,6 +63,7 @@ class HpoPart(StudyPart):
         if isinstance(replay["boot_seed"], bool) or not isinstance(replay["boot_seed"], int) or replay["boot_seed"] < 0:
             raise ValueError(f"hpo.replay.boot_seed must be a non-negative integer, got {replay['boot_seed']!r}")
         _check_tuning(replay)
+        _check_checkpoints(settings["checkpoints"])
         if not live["algorithms"]:
             return
         if live["space"] is None:
@@ -118,6 +122,17 @@ class HpoPart(StudyPart):
                             f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)}; "
                             f"{how}; {best})", s))  # fmt: skip
         return out
+
+
+def _check_checkpoints(ck: Mapping[str, Any]) -> None:
+    try:
+        parse_selectors(ck["selectors"])
+    except ValueError as err:
+        raise ValueError(f"hpo.checkpoints.selectors: {err}") from None
+    tail = ck["tail"]
+    if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 1):
+        raise ValueError(f"hpo.checkpoints.tail must be a positive integer or null, got {tail!r}")
+    check_positive(ck["resamples"], "hpo.checkpoints.resamples")
 
 
 def _check_tuning(replay: Mapping[str, Any]) -> None:
@@ -312,6 +327,11 @@ def run_hpo(ctx: StudyContext) -> Section:
     tuned = tuned_effects(lookup, replay_cfg["tune_gn"], parse_algorithms(replay_cfg["algorithms"]), res.budget,
                           weights=replay_cfg["tune_weights"], resamples=int(replay_cfg["boot_exact_resamples"]),
                           seed=int(replay_cfg["boot_seed"]), base=BASELINE, progress=ctx.progress)  # fmt: skip
+    ck = ctx.spec.parts["hpo"]["checkpoints"]
+    ck_tables, ck_figures, ck_findings = checkpoint_report(
+        lookup, folder, ck["selectors"], tail=ck["tail"], baseline=BASELINE, resamples=int(ck["resamples"]),
+        seed=int(replay_cfg["boot_seed"]), zoo=f"the zoo ({res.n_configs} configurations)")  # fmt: skip
+    ctx.step("hpo:checkpoints")
     live = _live(ctx, folder)
     summary = res.summary
     diffs = paired_differences(res.runs)
@@ -366,6 +386,8 @@ def run_hpo(ctx: StudyContext) -> Section:
                             "wall_seconds") if c in live.columns]  # fmt: skip
         tables.insert(1, Table("hpo_live", live[cols], "Live searches on Ray Tune (one seed each, small budget): "
                                "the selected model and what the search cost."))  # fmt: skip
+    tables += ck_tables
+    figures += ck_figures
     return Section(
         key="hpo",
         title="Does a GN objective select better models, and at what cost?",
@@ -375,11 +397,12 @@ def run_hpo(ctx: StudyContext) -> Section:
             "accuracy is read from the zoo. The effect of each objective against `val_loss` is given per "
             "algorithm with a 95% interval from a bootstrap over the zoo's configurations (seeds nested): it "
             "covers another draw of such a zoo, which more replay seeds do not. Live: the searches run on Ray "
-            "Tune and train every trial. All "
+            "Tune and train every trial; each selects among its trials at the largest budget any of them reached. "
+            "Checkpoint selection asks which epoch of every zoo run each selector keeps, against the oracle epoch. All "
             "objectives are minimised; a multi-objective search picks the point of its Pareto front with the "
             "smallest sum of normalised objectives."
         ),
-        findings=_findings(summary, cost, live, res.best_test_acc, eff, res.n_configs, replay_cfg, tuned),
+        findings=_findings(summary, cost, live, res.best_test_acc, eff, res.n_configs, replay_cfg, tuned) + ck_findings,
         tables=tables,
         figures=figures,
         notes=[f"{r.algorithm} with `{r.objective}`: {r.status}" for r in live.itertuples()
