@@ -210,7 +210,8 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
             skipped.append({"algorithm": alg, "objective": obj.text, "status": f"skipped: {err}"})
             continue
         name = slug(search_name(alg, obj.text))
-        key = ctx.spec.part_hash("hpo", step="live", search=name)
+        # "selection": rows saved under the earlier rule (each trial at its last epoch) are selected again
+        key = ctx.spec.part_hash("hpo", step="live", search=name, selection="at-budget")
         saved = done_dir / f"{name}.json"
         done = json.loads(saved.read_text()) if saved.exists() else {}
         if done.get("key") == key:
@@ -327,7 +328,7 @@ def run_hpo(ctx: StudyContext) -> Section:
             "random search, paired within each bootstrap resample of the zoo's configurations, with a 95% interval."))
     if not live.empty:
         cols = [c for c in ("algorithm", "objective", "status", "trials", "failed", "selected_config", "selected_epoch",
-                            "test_acc", "best_test_acc", "regret", "gap_acc", "epochs", "seconds", "gn_seconds",
+                            "at_budget", "test_acc", "best_test_acc", "regret", "gap_acc", "epochs", "seconds", "gn_seconds",
                             "wall_seconds") if c in live.columns]  # fmt: skip
         tables.insert(1, Table("hpo_live", live[cols], "Live searches on Ray Tune (one seed each, small budget): "
                                "the selected model and what the search cost."))  # fmt: skip
