@@ -22,10 +22,11 @@ import pandas as pd
 from ..report import Figure, Finding, Section, Table
 from ..tune.algorithms import check_search, live_algorithm
 from ..tune.exact import selection_table
-from ..tune.lookup import Lookup
+from ..tune.lookup import Lookup, check_one_setting
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
+from ..zoo.grid import load_grid
 from .common import ACC_MARGIN, build_zoo_store, ci_text, quiet_logs, sign_of, slug, verdict_of
 from .hpo_effects import Effects, effect_findings, run_effects, selection_exact
 from .part import StudyContext, StudyPart, check_positive, study_part, table_of
@@ -57,6 +58,11 @@ class HpoPart(StudyPart):
             check_positive(replay[key], f"hpo.replay.{key}")
         if isinstance(replay["boot_seed"], bool) or not isinstance(replay["boot_seed"], int) or replay["boot_seed"] < 0:
             raise ValueError(f"hpo.replay.boot_seed must be a non-negative integer, got {replay['boot_seed']!r}")
+        for grid in self.zoo_grids(settings):  # the replay's zoo: one setting, the same data for every run
+            try:
+                check_one_setting([c.to_dict() for c in load_grid(grid).configs])
+            except ValueError as err:
+                raise ValueError(f"hpo.zoo: {err}") from None
         if not live["algorithms"]:
             return
         if live["space"] is None:
