@@ -250,8 +250,8 @@ def _hand_zoo(path: Path, *runs: dict) -> Path:
 
 @pytest.mark.parametrize("runs, message", [
     (({"n_train": 1000}, {"n_train": 5000}),
-     "the zoo varies n_train (1000, 5000); a search compares models trained on the same data; "
-     "build or filter a store per setting"),
+     ("the zoo varies n_train (1000, 5000); a search compares models trained on the same data; "
+      "build or filter a store per setting")),
     (({"n_train": 1000}, {"n_train": None}), "the zoo varies n_train (1000, null)"),
     (({"n_val": 100}, {"n_val": 200}), "the zoo varies n_val (100, 200)"),
     (({"probe_size": 64}, {"probe_size": 128}), "the zoo varies probe_size (64, 128)"),
