@@ -5,7 +5,8 @@ TINY_ZOO = {
     "dataset": "mnist1d",
     "dataset_kwargs": {"num_samples": 1200},
     "models": {"mlp": {"width": [16, 64]}, "cnn1d": {"channels": [4]}},
-    "train": {"lr": [0.05, 0.2], "batch_size": 64, "n_train": [200, 600], "epochs": 3, "probe_size": 64},
+    "train": {"lr": [0.05, 0.2], "weight_decay": [0.0, 0.0005], "batch_size": 64, "n_train": 400, "epochs": 3,
+              "probe_size": 64},  # the data is the same for every run: a search never compares data sizes
     "seeds": [0],
 }
 TINY_ARCH = {

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from gnsel.cli.hpo_bench import register
 from gnsel.store import Store
+from gnsel.training import TrainConfig
 from gnsel.tune.objectives import Objective, Sum, parse_objective, pick_from_front
 from gnsel.tune.lookup import Lookup
 from gnsel.tune.algorithms import replay_names
@@ -232,3 +233,54 @@ def test_worker_processes_give_the_same_results(lookup):
     two = run_replay(lookup, ["grid", "hyperband"], "val_loss", seeds=50, workers=2)  # 100 searches: 2 processes
     two.runs = two.runs[two.runs.seed < 2].reset_index(drop=True)
     pd.testing.assert_frame_equal(one.runs, two.runs)
+
+
+def _hand_zoo(path: Path, *runs: dict) -> Path:
+    """A finished zoo written by hand (no training): one run per set of TrainConfig fields, 2 epochs each."""
+    with Store(path) as s:
+        for i, fields in enumerate(runs):
+            rid = s.register_run(TrainConfig(**{"dataset": "digits", "epochs": 2, "lr": 0.05 * (1 + i % 2), **fields}).to_dict())
+            s.claim_run(rid)
+            for e in (0, 1, 2):
+                s.add_epoch(rid, e, {"val_loss": 1.0 / (e + 1 + i), "val_acc": 0.5, "test_acc": 0.5 + 0.1 * i,
+                                     "train_seconds": 1.0 * (e > 0), "eval_seconds": 0.1, "measure_seconds": 0.1})
+            s.finish_run(rid, 1.0)
+    return path
+
+
+@pytest.mark.parametrize("runs, message", [
+    (({"n_train": 1000}, {"n_train": 5000}),
+     ("the zoo varies n_train (1000, 5000); a search compares models trained on the same data; "
+      "build or filter a store per setting")),
+    (({"n_train": 1000}, {"n_train": None}), "the zoo varies n_train (1000, null)"),
+    (({"n_val": 100}, {"n_val": 200}), "the zoo varies n_val (100, 200)"),
+    (({"probe_size": 64}, {"probe_size": 128}), "the zoo varies probe_size (64, 128)"),
+    (({"dataset_kwargs": {}}, {"dataset_kwargs": {"noise": 0.1}}), "the zoo varies dataset_kwargs"),
+    (({"epochs": 2}, {"epochs": 3}), "the zoo mixes numbers of epochs (2, 3)"),
+])  # fmt: skip
+def test_a_zoo_that_varies_the_data_is_refused_in_one_line(tmp_path, runs, message):
+    zoo = _hand_zoo(tmp_path / "zoo.sqlite", *runs)
+    with pytest.raises(ValueError) as err:
+        Lookup.from_store(zoo)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    res = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), ["hpo-bench", "--store", str(zoo), "--seeds", "1",
+                                                             "--workers", "1", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert f"error: {err.value}" in res.output.splitlines() and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_seeds_are_replicates_not_a_search_dimension(tmp_path):
+    zoo = _hand_zoo(tmp_path / "zoo.sqlite", {"n_train": 500, "data_seed": 0}, {"n_train": 500, "data_seed": 1},
+                    {"n_train": 500, "data_seed": 1})
+    lk = Lookup.from_store(zoo)
+    assert "data_seed" not in lk.params and "n_train" not in lk.params and list(lk.params) == ["lr"]
+    assert sorted(lk.n_replicates) == [1, 2]  # lr 0.05 on data seeds 0 and 1 (replicates); lr 0.1 once
+
+
+def test_the_shipped_zoo_presets_hold_the_data_fixed():
+    from gnsel.tune.lookup import check_one_setting
+    from gnsel.zoo import list_presets
+
+    for name in list_presets():
+        check_one_setting([c.to_dict() for c in load_grid(name).configs])

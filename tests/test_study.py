@@ -272,6 +272,12 @@ def test_presets_load_and_validate():
         ({"hpo": {"live": {"algorithms": ["random"], "space": None}}}, "hpo.live.space"),
         ({"hpo": {"live": {"algorithms": ["hyperband"], "objectives": ["[val_loss, gn_full]"],
                            "space": TINY["hpo"]["live"]["space"]}}}, "no (algorithm, objective) pair"),
+        ({"hpo": {"zoo": {**TINY["hpo"]["zoo"], "train": {**TINY["hpo"]["zoo"]["train"], "n_train": [200, 600]}}}},
+         "hpo.zoo: the zoo varies n_train (200, 600); a search compares models trained on the same data"),
+        ({"hpo": {"live": {"algorithms": ["random"], "space": {
+            **TINY["hpo"]["live"]["space"], "fixed": {"probe_size": 64},
+            "space": {**TINY["hpo"]["live"]["space"]["space"], "n_train": {"choice": [300, 600]}}}}}},
+         "space.n_train: n_train defines the data"),
         ({"architectures": {"targets": ["accuracy"]}}, "accuracy"),
     ],
 )  # fmt: skip

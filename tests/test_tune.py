@@ -21,7 +21,7 @@ from gnsel.training import TrainConfig
 from gnsel.store import Store
 from gnsel.training import lr_factor, train
 from gnsel.tune.live import SEARCH_FILE, run_search
-from gnsel.tune.objectives import parse_objective
+from gnsel.tune.objectives import parse_objective, pick_from_front
 from gnsel.tune.selection import SelectionReport, TrialRecord, load_records, select
 from gnsel.cli.tune import selection_table
 from gnsel.tune.space import load_space
@@ -116,6 +116,11 @@ def test_example_space_translates_with_architecture_conditions(tmp_path):
         (space_with(lr={"uniform": [0.1, 0.1]}), "random", "val_loss", "empty range"),
         (space_with(lr={"loguniform": [0.0, 0.1]}), "random", "val_loss", "must be positive"),
         (space_with(epochs={"choice": [2, 3]}), "random", "val_loss", "budget"),
+        (space_with(n_train={"choice": [300, 600]}), "random", "val_loss", "space.n_train: n_train defines the data"),
+        (space_with(data_seed={"choice": [0, 1]}), "random", "val_loss", "put one value under fixed:"),
+        (space_with(probe_size={"randint": [32, 64]}), "random", "val_loss", "space.probe_size: probe_size defines"),
+        (space_with(n_val={"choice": [100, 200]}), "random", "val_loss", "space.n_val: n_val defines the data"),
+        (space_with(dataset={"choice": ["mnist1d", "digits"]}), "random", "val_loss", "at the top level of the space"),
         (space_with(model={"choice": ["mlp", "resnet21"]}), "random", "val_loss", "resnet20"),
         (space_with(**{"model_kwargs.widht": {"choice": [8]}}), "random", "val_loss", "widht"),
         (space_with(batch_size={"uniform": [16, 64]}), "random", "val_loss", "randint or choice"),
@@ -163,24 +168,29 @@ def test_trainer_matches_train_resumes_exactly_and_takes_new_hparams():
     assert row["epoch"] == 2 and math.isnan(row["gn_full"]) and row["gn_fc"] > 0 and row["measure_seconds"] > 0
 
 
-def test_selection_single_multi_failed_and_report(tmp_path):
-    def rec(tid, val_loss, gn_fc, test_acc, status="TERMINATED", epochs=3):
-        rows = [{"epoch": e, "val_loss": val_loss + (epochs - e), "val_acc": 0.5, "gn_fc": gn_fc,
-                 "test_acc": test_acc, "gap_acc": 0.1, "train_seconds": 1.0, "eval_seconds": 0.5,
-                 "measure_seconds": 0.25, "run_id": f"r{tid}"} for e in range(1, epochs + 1)]  # fmt: skip
-        return TrialRecord(tid, status, {"lr": 0.1}, rows, "diverged: x" if status == "ERROR" else "")
+def _trial(tid, val_loss, gn_fc, test_acc, status="TERMINATED", epochs=3, best_early=None):
+    """A hand-built trial: ``val_loss`` at its last epoch (one more per epoch before), or ``best_early`` at epoch 1."""
+    rows = [{"epoch": e, "val_loss": val_loss + (epochs - e), "val_acc": 0.5, "gn_fc": gn_fc,
+             "test_acc": test_acc, "gap_acc": 0.1, "train_seconds": 1.0, "eval_seconds": 0.5,
+             "measure_seconds": 0.25, "run_id": f"r{tid}"} for e in range(1, epochs + 1)]  # fmt: skip
+    if best_early is not None:
+        rows[0]["val_loss"] = best_early
+    return TrialRecord(tid, status, {"lr": 0.1}, rows, "diverged: x" if status == "ERROR" else "")
 
-    records = [rec("a", 0.5, 3.0, 0.80), rec("b", 0.4, 9.0, 0.85), rec("c", 0.9, 1.0, 0.70),
-               rec("d", 0.1, 0.1, 0.99, status="ERROR", epochs=1), rec("e", 0.3, 6.0, 0.90, epochs=1)]  # fmt: skip
+
+def test_selection_single_multi_failed_and_report(tmp_path):
+    records = [_trial("a", 0.5, 3.0, 0.80), _trial("b", 0.4, 9.0, 0.85), _trial("c", 0.9, 1.0, 0.70),
+               _trial("d", 0.1, 0.1, 0.99, status="ERROR", epochs=1), _trial("e", 0.3, 6.0, 0.90, epochs=1)]  # fmt: skip
     s = select(records, "val_loss", algorithm="asha", search="x")
-    assert s.selected_trial == "e" and s.selected_epoch == 1  # best at its last reported epoch
-    assert s.best_test_acc == 0.90 and s.regret == 0.0 and s.failed == 1 and s.trials == 5
+    # e (stopped by the scheduler at epoch 1) has the least val_loss but is no candidate at the budget of 3 epochs
+    assert s.selected_trial == "b" and s.selected_epoch == s.budget_epoch == 3 and s.at_budget == 3
+    assert s.best_test_acc == 0.85 and s.regret == 0.0 and s.failed == 1 and s.trials == 5  # e's 0.90 is not counted
     assert s.epochs == 3 + 3 + 3 + 1 + 1 and s.seconds == pytest.approx(11 * 1.75) and s.gn_seconds == pytest.approx(11 * 0.25)
     s = select(records, "val_loss+0.1*gn_fc", search="w")
-    assert s.selected_trial == "a" and s.regret == pytest.approx(0.10)  # 0.5+0.3 < 0.3+0.6 < 0.9+0.1 < 0.4+0.9
+    assert s.selected_trial == "a" and s.regret == pytest.approx(0.05)  # 0.5+0.3 < 0.9+0.1 < 0.4+0.9 (e left out)
     m = select(records, "[val_loss, gn_fc]", algorithm="tpe", search="y")
-    assert set(m.front) == {"a", "c", "e"} and m.selected_trial in m.front  # e dominates b; d failed
-    assert isinstance(m.objective_value, list) and len(m.objective_value) == 2
+    assert set(m.front) == {"a", "b", "c"} and m.selected_trial in m.front  # e (would dominate b) is no candidate
+    assert isinstance(m.objective_value, list) and len(m.objective_value) == 2 and m.budget_epoch == 3
     report = SelectionReport([s, m])
     csv = report.to_csv(tmp_path / "sel.csv")
     SelectionReport([m]).to_csv(csv)  # a search's row is replaced, others kept
@@ -188,9 +198,60 @@ def test_selection_single_multi_failed_and_report(tmp_path):
 
     df = pd.read_csv(csv)
     assert sorted(df["search"]) == ["w", "y"] and json.loads(df.loc[df.search == "y", "front"].item())
+    assert list(df["budget_epoch"]) == [3, 3] and list(df["at_budget"]) == [3, 3]
     from rich.console import Console
 
     Console(width=200, record=True).print(selection_table(report))
+
+
+def test_selection_compares_trials_at_one_budget():
+    # a scheduler stopped "early" at epoch 1 with the best objective seen; the others trained all 4 epochs
+    early = _trial("early", 0.9, 1.0, 0.95, epochs=1, best_early=0.01)
+    full = [_trial("f1", 0.6, 1.0, 0.80, epochs=4), _trial("f2", 0.5, 1.0, 0.75, epochs=4)]
+    mid = _trial("mid", 0.1, 1.0, 0.99, epochs=2)  # halted at a middle rung
+    s = select([early, *full, mid], "val_loss", algorithm="hyperband")
+    assert s.selected_trial == "f2" and s.budget_epoch == s.selected_epoch == 4 and s.at_budget == 2
+    assert s.best_test_acc == 0.80 and s.regret == pytest.approx(0.05)  # over the candidates only
+    # ties: the first trial (in the search's order) at the budget
+    tied = [_trial("t1", 0.5, 1.0, 0.7), _trial("t2", 0.5, 1.0, 0.9), _trial("t0", 0.2, 1.0, 0.9, epochs=2)]
+    assert select(tied, "val_loss").selected_trial == "t1"
+    assert select(tied[::-1], "val_loss").selected_trial == "t2"
+    # a failed trial that got further, or one whose objective is not finite, sets no budget
+    nan = _trial("nan", 0.1, float("nan"), 0.99, epochs=5)
+    failed = _trial("bad", 0.0, 0.0, 1.0, status="ERROR", epochs=6)
+    s = select([*full, nan, failed], "val_loss+0.1*gn_fc")
+    assert s.budget_epoch == 4 and s.at_budget == 2 and s.selected_trial == "f2" and s.failed == 1
+    assert select([*full, nan, failed], "val_loss").budget_epoch == 5  # its val_loss is finite
+    # no trial at the configured epochs (a time budget cut them all short): the furthest any got
+    s = select([_trial("x", 0.3, 1.0, 0.6, epochs=2), _trial("y", 0.2, 1.0, 0.7, epochs=3)], "val_loss")
+    assert s.budget_epoch == 3 and s.selected_trial == "y" and s.at_budget == 1
+    none = select([failed], "val_loss")
+    assert none.selected_trial is None and none.budget_epoch is None and none.at_budget == 0
+    assert math.isnan(none.best_test_acc) and math.isnan(none.regret)
+
+
+def test_selection_multi_objective_front_at_the_budget():
+    # at the budget, a (0.5, 3) and b (0.4, 9) and c (0.9, 1) are all on the front; the early trial would dominate a and b
+    records = [_trial("a", 0.5, 3.0, 0.80, epochs=4), _trial("b", 0.4, 9.0, 0.85, epochs=4),
+               _trial("c", 0.9, 1.0, 0.70, epochs=4), _trial("early", 0.3, 2.0, 0.99, epochs=2),
+               _trial("bad", 0.0, 0.0, 1.0, status="ERROR", epochs=4)]  # fmt: skip
+    m = select(records, "[val_loss, gn_fc]")
+    assert set(m.front) == {"a", "b", "c"} and m.budget_epoch == 4 and m.at_budget == 3
+    values = [(0.5, 3.0), (0.4, 9.0), (0.9, 1.0)]
+    assert m.selected_trial == "abc"[pick_from_front(values)] and m.best_test_acc == 0.85
+    assert m.objective_value == pytest.approx(list(values["abc".index(m.selected_trial)]))
+
+
+def test_selection_of_pbt_trials_reads_each_as_it_ended():
+    # PBT: every trial runs to the end, an exploit continuing from a donor's checkpoint as a new run; a resumed
+    # search may report an epoch twice -- a trial's last row is what it ended as
+    a = _trial("a", 0.5, 1.0, 0.80, epochs=4)
+    b = _trial("b", 0.9, 1.0, 0.70, epochs=4)
+    b.rows = b.rows[:3] + [{**a.rows[2], "run_id": "rb2"}, {**a.rows[3], "val_loss": 0.45, "test_acc": 0.82,
+                                                              "run_id": "rb2"}]  # fmt: skip
+    s = select([a, b], "val_loss", algorithm="pbt")
+    assert s.selected_trial == "b" and s.selected_run == "rb2" and s.budget_epoch == 4 and s.at_budget == 2
+    assert s.test_acc == 0.82 and s.regret == 0.0 and s.epochs == 4 + 5
 
 
 def test_selection_report_cells_are_the_table_text():
@@ -200,11 +261,13 @@ def test_selection_report_cells_are_the_table_text():
                  search="s[1]", algorithm="grid")  # fmt: skip
     multi = select([TrialRecord("t2", "TERMINATED", {}, rows)], "[val_loss, gn_fc]", search="m")
     headers, cells = SelectionReport([one, multi]).cells()
-    assert headers == ["search", "objective", "selected", "test acc", "gap", "regret", "trials", "failed", "epochs",
-                       "compute s", "GN s", "wall s"]  # fmt: skip
-    assert cells[0] == ["s[1]", "val_loss", "lr=0.01235 width=16", "0.800", "0.050", "0.000", "1", "0", "1",
+    assert headers == ["search", "objective", "selected", "budget", "at budget", "test acc", "gap", "regret", "trials",
+                       "failed", "epochs", "compute s", "GN s", "wall s"]  # fmt: skip
+    assert cells[0] == ["s[1]", "val_loss", "lr=0.01235 width=16", "1", "1", "0.800", "0.050", "0.000", "1", "0", "1",
                         "1.38", "0.12", "nan"]  # fmt: skip
     assert cells[1][:3] == ["m", "[val_loss, gn_fc]", "- (1 on front)"]
+    empty = select([TrialRecord("t3", "ERROR", {}, rows, "diverged: x")], "val_loss", search="e")
+    assert SelectionReport([empty]).cells()[1][0][2:5] == ["-", "-", "0"]  # nothing selected, no budget
     from rich.console import Console
 
     console = Console(width=250, record=True)
@@ -265,8 +328,10 @@ def test_bandit_schedulers(ray_cluster, tmp_path, algorithm, objective):
     assert len(res.records) == 4 and not any(r.status == "ERROR" for r in res.records)
     sel = res.selection
     assert sel.selected_trial is not None and sel.regret >= 0 and 4 <= sel.epochs <= 12
-    best = min(res.records, key=lambda r: parse_objective(objective)(r.last))
-    assert sel.selected_trial == best.trial_id
+    top = max(r.last["epoch"] for r in res.records)  # the budget: trials the scheduler stopped earlier are out
+    best = min((r for r in res.records if r.last["epoch"] == top), key=lambda r: parse_objective(objective)(r.last))
+    assert sel.selected_trial == best.trial_id and sel.selected_epoch == sel.budget_epoch == top
+    assert sel.at_budget == sum(r.last["epoch"] == top for r in res.records)
     _, runs = _runs(tmp_path / "tune.sqlite")
     assert set(runs["status"]) == {"done"} and {e["algorithm"] for e in runs["extra"]} == {algorithm}
 
@@ -393,6 +458,7 @@ def test_cli_tune_asha_writes_report_and_store(ray_cluster, tmp_path):
 
     df = pd.read_csv(tmp_path / "ray" / "selection.csv")
     assert list(df["search"]) == ["asha-val_error"] and df["trials"].item() == 3
+    assert df["selected_epoch"].item() == df["budget_epoch"].item() == 3  # ASHA lets at least one trial finish
     _, runs = _runs(tmp_path / "tune.sqlite")
     assert len(runs) == 3 and set(runs["status"]) == {"done"}
     bad = yaml.safe_dump(space_with(lr={"grid": [0.01, 0.1]}))

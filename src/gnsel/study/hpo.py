@@ -23,11 +23,12 @@ from ..report import Figure, Finding, Section, Table
 from ..tune.algorithms import check_search, live_algorithm
 from ..tune.checkpoints import DEFAULT_SELECTORS, parse_selectors
 from ..tune.exact import WEIGHT_GRID, selection_table
+from ..tune.lookup import Lookup, check_one_setting
 from ..tune.objectives import GN_SCOPES, TRAJECTORY_GN
-from ..tune.lookup import Lookup
 from ..tune.objectives import parse_objective
 from ..tune.replay import ReplayResult, parse_algorithms, parse_objectives, run_replay, t_interval
 from ..tune.space import SearchSpace, load_space
+from ..zoo.grid import load_grid
 from .common import ACC_MARGIN, build_zoo_store, ci_text, quiet_logs, sign_of, slug, verdict_of
 from .checkpoints import checkpoint_report
 from .hpo_effects import Effects, effect_findings, run_effects, selection_exact
@@ -64,6 +65,11 @@ class HpoPart(StudyPart):
             raise ValueError(f"hpo.replay.boot_seed must be a non-negative integer, got {replay['boot_seed']!r}")
         _check_tuning(replay)
         _check_checkpoints(settings["checkpoints"])
+        for grid in self.zoo_grids(settings):  # the replay's zoo: one setting, the same data for every run
+            try:
+                check_one_setting([c.to_dict() for c in load_grid(grid).configs])
+            except ValueError as err:
+                raise ValueError(f"hpo.zoo: {err}") from None
         if not live["algorithms"]:
             return
         if live["space"] is None:
@@ -246,7 +252,8 @@ def _live(ctx: StudyContext, folder: Path) -> pd.DataFrame:
             skipped.append({"algorithm": alg, "objective": obj.text, "status": f"skipped: {err}"})
             continue
         name = slug(search_name(alg, obj.text))
-        key = ctx.spec.part_hash("hpo", step="live", search=name)
+        # "selection": rows saved under the earlier rule (each trial at its last epoch) are selected again
+        key = ctx.spec.part_hash("hpo", step="live", search=name, selection="at-budget")
         saved = done_dir / f"{name}.json"
         done = json.loads(saved.read_text()) if saved.exists() else {}
         if done.get("key") == key:
@@ -382,7 +389,7 @@ def run_hpo(ctx: StudyContext) -> Section:
             "random search, paired within each bootstrap resample of the zoo's configurations, with a 95% interval."))
     if not live.empty:
         cols = [c for c in ("algorithm", "objective", "status", "trials", "failed", "selected_config", "selected_epoch",
-                            "test_acc", "best_test_acc", "regret", "gap_acc", "epochs", "seconds", "gn_seconds",
+                            "at_budget", "test_acc", "best_test_acc", "regret", "gap_acc", "epochs", "seconds", "gn_seconds",
                             "wall_seconds") if c in live.columns]  # fmt: skip
         tables.insert(1, Table("hpo_live", live[cols], "Live searches on Ray Tune (one seed each, small budget): "
                                "the selected model and what the search cost."))  # fmt: skip

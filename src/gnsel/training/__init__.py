@@ -7,7 +7,7 @@ same pieces (:func:`shuffled_batches`, :func:`training_loss`, :func:`make_optimi
 
 from .batches import shuffled_batches, sliced_batches, steps_per_epoch
 from .build import build
-from .config import OPTIMIZERS, SCHEDULES, TrainConfig, canonical_json, config_hash, json_default
+from .config import DATA_FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, canonical_json, config_hash, json_default
 from .determinism import deterministic, rng_scope
 from .divergence import DivergenceError
 from .evaluate import EVAL_BATCH_SIZE, evaluate, evaluate_splits, training_loss
@@ -17,6 +17,7 @@ from .run import ROW_KEYS, StateDict, TrainingRun, cpu_state
 from .train import TrainResult, train
 
 __all__ = [
+    "DATA_FIELDS",
     "DivergenceError",
     "EVAL_BATCH_SIZE",
     "GN_BATCH_SIZE",

@@ -26,10 +26,14 @@ from ..data import list_datasets
 from ..keys import canonical_json, config_hash, json_default
 from ..models import check_model_kwargs
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "canonical_json", "config_hash", "json_default"]
+__all__ = ["DATA_FIELDS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "canonical_json", "config_hash", "json_default"]
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
+
+# The fields that define the data a run trains, validates and measures GN on (the probe set is drawn from the
+# training split with data_seed): a search compares models on the same data, so it never searches these.
+DATA_FIELDS: tuple[str, ...] = ("dataset", "dataset_kwargs", "n_train", "n_val", "data_seed", "probe_size")
 
 # Keys that ``load_dataset`` sets itself from the config; they may not appear in ``dataset_kwargs``.
 _RESERVED_DATASET_KWARGS = ("seed", "n_train", "n_val", "root", "download", "name")

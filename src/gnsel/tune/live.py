@@ -34,7 +34,9 @@ registers a reported checkpoint one round trip after the result, so a kill in be
 epoch again (its row then appears twice in the trial's results, once in the store). Errored trials
 resume from their last checkpoint too (a diverged one diverges again within an epoch).
 
-What the search selects is :func:`gnsel.tune.selection.select` over its trials.
+What the search selects is :func:`gnsel.tune.selection.select` over its trials: among the trials at
+one budget (the largest epoch any usable trial reached; a trial a scheduler stopped earlier is no
+candidate), the least objective or the knee of the Pareto front.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The zoo defines a discrete search space: every configuration field that varies a
 runs is a categorical hyper-parameter, except the seeds (``seed``, ``data_seed``), which make
 replicates of one configuration; the architecture -- ``model`` together with ``model_kwargs`` -- is
 one parameter, ``arch``, with values such as ``mlp(depth=2,width=32)``. The zoo must hold a single
-dataset and a single (maximum) number of training epochs ``E``. A run that stopped at its training
+dataset, a single (maximum) number of training epochs ``E`` and the same data for every run
+(``n_train``, ``n_val``, ``probe_size``, ``dataset_kwargs``: never a search dimension). A run that stopped at its training
 criterion before ``E`` answers every later budget with its stopped model, at the cost it took.
 
 A lookup ``(configuration, b)`` replaces training for ``b`` epochs: it returns the metrics recorded
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from ..store import Store
+from ..training import DATA_FIELDS
 from .objectives import Objective
 
-__all__ = ["SEED_KEYS", "SEED_MODES", "Lookup"]
+__all__ = ["SEED_KEYS", "SEED_MODES", "Lookup", "check_one_setting"]
 
 SEED_KEYS = ("seed", "data_seed")
 _IGNORED_KEYS = ("device",)
@@ -55,6 +58,30 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, value)
     return (1, _fmt(value))
+
+
+def _found(configs: Sequence[Mapping[str, Any]], key: str) -> list[str]:
+    """The distinct values of ``key`` over the configurations, as JSON text in value order."""
+    found = {json.dumps(c.get(key), sort_keys=True) for c in configs}
+    return sorted(found, key=lambda t: _sort_key(json.loads(t)))
+
+
+def check_one_setting(configs: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a zoo a replay cannot search: one dataset, one number of epochs, the same data for every run.
+
+    The data-defining fields (:data:`~gnsel.training.DATA_FIELDS`) must not vary, except ``data_seed``,
+    which makes replicates of a configuration, like ``seed`` (never something a search chooses).
+    """
+    for key, what in (("dataset", "datasets"), ("epochs", "numbers of epochs")):
+        found = _found(configs, key)
+        if len(found) > 1:
+            raise ValueError(f"the zoo mixes {what} ({', '.join(found)}); replay needs one; "
+                             "build or filter a store per setting")
+    for key in (k for k in DATA_FIELDS if k != "dataset" and k not in SEED_KEYS):
+        found = _found(configs, key)
+        if len(found) > 1:
+            raise ValueError(f"the zoo varies {key} ({', '.join(found)}); a search compares models trained on the "
+                             "same data; build or filter a store per setting")
 
 
 @dataclass
@@ -110,11 +137,7 @@ class Lookup:
         """Build from a runs frame (with ``config_json``) and its epochs frame."""
         configs = [json.loads(s) for s in runs["config_json"]]
         run_ids = runs["run_id"].tolist()
-        for key, what in (("dataset", "datasets"), ("epochs", "numbers of epochs")):
-            found = {json.dumps(c.get(key)) for c in configs}
-            if len(found) > 1:
-                raise ValueError(f"the zoo mixes {what} ({', '.join(sorted(found))}); replay needs one; "
-                                 "build or filter a store per setting")
+        check_one_setting(configs)
         epochs = int(configs[0].get("epochs") or int(epochs_df["epoch"].max()))
         # hyper-parameters: the fields that vary, the architecture as one
         labels: list[dict[str, str]] = []

@@ -1,8 +1,15 @@
 """What a search selected, from its trials: records, the selection rule and the selection report.
 
-:func:`select` turns a search's trials into a :class:`Selection`: the selected trial (least objective
-at its last reported epoch; for a multi-objective the Pareto front and ``pick_from_front``), its test
-accuracy and gap, its regret against the best test accuracy of the search, and the compute used.
+:func:`select` turns a search's trials into a :class:`Selection`: the selected trial, its test accuracy
+and gap, its regret against the best test accuracy of the search, and the compute used.
+
+A search selects among trials at one budget: the largest epoch that any usable trial (not failed, a
+finite objective at its last reported epoch) reached -- the full budget its scheduler granted. Each
+trial is compared at that epoch; a trial that a scheduler (ASHA, HyperBand, BOHB) stopped earlier, or
+that a time budget cut short, is no candidate, so a model trained for 1 epoch never competes with
+models trained for 8. PBT trains every trial to the end, so all its finished trials are candidates,
+each as it ended (with the weights it last took from a donor). Among the candidates: the least
+objective (the first trial on ties); for a multi-objective, the Pareto front and ``pick_from_front``.
 """
 
 from __future__ import annotations
@@ -66,11 +73,13 @@ class Selection:
     selected_trial: str | None
     selected_run: str | None  # its gnsel store run id (the configuration of its last reported epoch)
     selected_config: dict[str, Any]  # the searched hyper-parameters that apply to it
-    selected_epoch: int | None  # its last reported epoch (earlier when a scheduler stopped it)
+    selected_epoch: int | None  # its last reported epoch: the budget epoch
+    budget_epoch: int | None  # the epoch the candidates are compared at: the largest any usable trial reached
+    at_budget: int  # the candidates: usable trials whose last reported epoch is the budget epoch
     objective_value: float | list[float] | None
     test_acc: float  # of the selected trial at that epoch
     gap_acc: float  # train_acc - test_acc there
-    best_test_acc: float  # best test accuracy of any non-failed trial at its last reported epoch
+    best_test_acc: float  # best test accuracy of the candidates (at the budget epoch)
     regret: float  # best_test_acc - test_acc
     epochs: int  # epochs trained by all trials together (every reported row)
     seconds: float  # their compute: training + evaluation + GN measurement
@@ -86,15 +95,9 @@ class Selection:
         return out
 
 
-def select(records: Sequence[TrialRecord], objective: Objective | str, *, algorithm: str = "",
-           search: str = "", wall_seconds: float = math.nan) -> Selection:  # fmt: skip
-    """The trial a search selects: least objective at its last reported epoch (knee of the front if multi).
-
-    Failed trials and trials without a finite objective are never selected, nor count for the best test
-    accuracy; the compute counts every reported epoch of every trial.
-    """
-    obj = parse_objective(objective) if isinstance(objective, str) else objective
-    usable, values = [], []
+def _usable(records: Sequence[TrialRecord], obj: Objective) -> list[tuple[TrialRecord, tuple[float, ...]]]:
+    """Trials that may be selected, with their objective values: not failed, finite at the last reported epoch."""
+    out = []
     for r in records:
         if r.status == "ERROR" or r.last is None:
             continue
@@ -104,24 +107,54 @@ def select(records: Sequence[TrialRecord], objective: Objective | str, *, algori
             continue
         vt = v if isinstance(v, tuple) else (v,)
         if all(_finite(x) for x in vt):
-            usable.append(r)
-            values.append(vt)
-    chosen: TrialRecord | None = None
-    front: list[str] = []
-    if usable:
-        if obj.multi:
-            front = [usable[i].trial_id for i in pareto_front(values)]
-            k = pick_from_front(values)
-            chosen = usable[k] if k is not None else None
-        else:
-            chosen = usable[min(range(len(usable)), key=lambda i: values[i][0])]
-    best = max((float(r.last["test_acc"]) for r in usable), default=math.nan)
-    all_rows = [row for r in records for row in r.rows]
+            out.append((r, vt))
+    return out
+
+
+def _epoch(r: TrialRecord) -> int:
+    assert r.last is not None
+    return int(r.last["epoch"])
+
+
+def _at_budget(
+    usable: Sequence[tuple[TrialRecord, tuple[float, ...]]],
+) -> tuple[int | None, list[tuple[TrialRecord, tuple[float, ...]]]]:
+    """The budget epoch (the largest last reported epoch of the usable trials) and the trials that reached it."""
+    if not usable:
+        return None, []
+    budget = max(_epoch(r) for r, _ in usable)
+    return budget, [(r, v) for r, v in usable if _epoch(r) == budget]
+
+
+def _choose(candidates: Sequence[tuple[TrialRecord, tuple[float, ...]]], obj: Objective) -> tuple[int | None, list[str]]:
+    """Index of the selected candidate (least objective, first on ties; the knee of the front if multi) and the front."""
+    if not candidates:
+        return None, []
+    values = [v for _, v in candidates]
+    if obj.multi:
+        return pick_from_front(values), [candidates[i][0].trial_id for i in pareto_front(values)]
+    return min(range(len(values)), key=lambda i: values[i][0]), []
+
+
+def select(records: Sequence[TrialRecord], objective: Objective | str, *, algorithm: str = "",
+           search: str = "", wall_seconds: float = math.nan) -> Selection:  # fmt: skip
+    """The trial a search selects among its trials at the budget epoch (see the module docstring).
+
+    Failed trials and trials without a finite objective are never selected; ``best_test_acc`` (hence
+    ``regret``) is over the same candidates, at the same epoch; the compute counts every reported
+    epoch of every trial, candidates or not.
+    """
+    obj = parse_objective(objective) if isinstance(objective, str) else objective
+    budget, candidates = _at_budget(_usable(records, obj))
+    i, front = _choose(candidates, obj)
+    chosen = candidates[i][0] if i is not None else None
     value: Any = None
-    if chosen is not None:
-        v = values[usable.index(chosen)]
+    if i is not None:
+        v = candidates[i][1]
         value = [float(x) for x in v] if obj.multi else float(v[0])
-    last = chosen.last if chosen is not None else {}
+    best = max((float((r.last or {})["test_acc"]) for r, _ in candidates), default=math.nan)
+    all_rows = [row for r in records for row in r.rows]
+    last = (chosen.last or {}) if chosen is not None else {}
     test = float(last.get("test_acc", math.nan))
     return Selection(
         search=search, algorithm=algorithm, objective=obj.text,
@@ -130,6 +163,7 @@ def select(records: Sequence[TrialRecord], objective: Objective | str, *, algori
         selected_run=last.get("run_id") if chosen else None,
         selected_config=dict(chosen.config) if chosen else {},
         selected_epoch=int(last["epoch"]) if chosen else None,
+        budget_epoch=budget, at_budget=len(candidates),
         objective_value=value,
         test_acc=test, gap_acc=float(last.get("gap_acc", math.nan)),
         best_test_acc=best, regret=best - test if chosen else math.nan,
@@ -145,9 +179,9 @@ class SelectionReport:
 
     COLUMNS = (
         ("search", "search"), ("objective", "objective"), ("selected_config", "selected"),
-        ("test_acc", "test acc"), ("gap_acc", "gap"), ("regret", "regret"), ("trials", "trials"),
-        ("failed", "failed"), ("epochs", "epochs"), ("seconds", "compute s"), ("gn_seconds", "GN s"),
-        ("wall_seconds", "wall s"),
+        ("budget_epoch", "budget"), ("at_budget", "at budget"), ("test_acc", "test acc"), ("gap_acc", "gap"),
+        ("regret", "regret"), ("trials", "trials"), ("failed", "failed"), ("epochs", "epochs"),
+        ("seconds", "compute s"), ("gn_seconds", "GN s"), ("wall_seconds", "wall s"),
     )  # fmt: skip
 
     def __init__(self, selections: Sequence[Selection] = ()):
@@ -185,6 +219,8 @@ class SelectionReport:
                     v = " ".join(f"{k.removeprefix('model_kwargs.')}={_short(x)}" for k, x in v.items()) or "-"
                     if s.front:
                         v += f" ({len(s.front)} on front)"
+                elif v is None:
+                    v = "-"
                 elif isinstance(v, float):
                     v = f"{v:.3f}" if key in ("test_acc", "gap_acc", "regret") else f"{v:.2f}"
                 cells.append(str(v))

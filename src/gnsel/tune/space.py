@@ -18,6 +18,9 @@ Kinds: ``choice`` (a list), ``grid`` (a list, every value tried: Ray's ``grid_se
 both ends included). ``model_kwargs.K`` is a hyper-parameter of the architecture; it applies to a
 trial whose model accepts ``K`` (per the model registry) and is dropped otherwise, so one space can
 search several architectures. ``fixed`` may also hold ``model_kwargs`` (applied where accepted).
+The data is never searched: ``dataset`` and ``dataset_kwargs`` are top-level keys and the other
+data-defining fields (``n_train``, ``n_val``, ``data_seed``, ``probe_size``) go under ``fixed``, so
+every trial trains, validates and measures GN on the same examples.
 
 :func:`load_space` validates everything it can without training: unknown hyper-parameters, empty or
 inverted ranges, non-positive log bounds, unknown models or model hyper-parameters, values a
@@ -41,14 +44,14 @@ from typing import Any, Mapping
 import yaml
 
 from ..models import list_models, model_defaults
-from ..training import TrainConfig
+from ..training import DATA_FIELDS, TrainConfig
 
 __all__ = ["KINDS", "PBT_MUTABLE", "Param", "SearchSpace", "load_space"]
 
 KINDS: tuple[str, ...] = ("choice", "grid", "uniform", "loguniform", "randint")
 _TOP_KEYS = ("name", "description", "dataset", "dataset_kwargs", "fixed", "space")
 # Fields that are not hyper-parameters of a search: the data, the budget, what is measured, where it runs.
-_NOT_SEARCHABLE = ("dataset", "dataset_kwargs", "model_kwargs", "epochs", "measure_gn", "trajectory_gn", "device")
+_NOT_SEARCHABLE = (*DATA_FIELDS, "model_kwargs", "epochs", "measure_gn", "trajectory_gn", "device")
 _NOT_FIXED = ("dataset", "dataset_kwargs")
 _MK = "model_kwargs."
 PBT_MUTABLE = ("lr", "weight_decay")  # what population-based training perturbs
@@ -381,6 +384,8 @@ def parse_space(spec: Mapping[str, Any]) -> SearchSpace:
         if name.startswith(_MK):
             if not name[len(_MK):]:
                 raise ValueError("space: 'model_kwargs.' needs a hyper-parameter name, e.g. model_kwargs.width")
+        elif name in DATA_FIELDS:
+            raise ValueError(_data_searched(name))
         elif name not in searchable:
             why = " (the budget: set it under fixed or with --epochs)" if name == "epochs" else ""
             raise ValueError(
@@ -401,6 +406,13 @@ def parse_space(spec: Mapping[str, Any]) -> SearchSpace:
     )
     _validate_values(space)
     return space
+
+
+def _data_searched(name: str) -> str:
+    """The one-line refusal of a data-defining field as a searched dimension."""
+    where = "at the top level of the space" if name in _NOT_FIXED else "under fixed:"
+    return (f"space.{name}: {name} defines the data (training, validation or probe set), which a search holds "
+            f"fixed: models trained on other data answer another question; put one value {where}")
 
 
 def _validate_values(space: SearchSpace) -> None:

@@ -10,7 +10,7 @@ and seeds; every value may be a single value or a list, and the grid is their Ca
       cnn1d: {channels: [16, 64]}
     train:                         # TrainConfig fields (values or lists)
       lr: [0.01, 0.1]
-      n_train: [500, 4000]
+      n_train: 1000                # one value: a zoo searched or replayed holds its data fixed
       epochs: 15
     seeds: [0]
 """
