@@ -192,6 +192,13 @@ def test_report_pieces(lookup, tmp_path):
     assert any("4.24" in f.text and "per-example" in f.text for f in findings)
     _, summary = checkpoint_selection(lookup, ["gn_fc"], resamples=50)  # the baseline is added
     assert summary["selector"].tolist() == ["val_loss", "gn_fc"] and "verdict" in summary
+    # multiplicity: the GN selectors form one Holm family; each adjusted p is at least its own
+    _, both = checkpoint_selection(lookup, ["last", "gn_fc", "val_loss+1*gn_fc"], resamples=50)
+    gn = both[both["uses_gn"]]
+    assert gn["p_holm"].notna().all() and (gn["p_holm"] >= gn["p_better"] - 1e-12).all()
+    assert both.loc[~both["uses_gn"], "p_holm"].isna().all()
+    assert any("Holm-adjusted p over the 2 GN selectors" in f.text
+               for f in checkpoint_report(lookup, tmp_path, ["last", "gn_fc", "val_loss+1*gn_fc"], resamples=50)[2])
 
 
 def _app() -> typer.Typer:

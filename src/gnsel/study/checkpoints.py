@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis import holm
 from ..report import Figure, Finding, Table
 from ..tune.checkpoints import (
     DEFAULT_SELECTORS,
@@ -59,6 +60,10 @@ def with_verdicts(summary: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFra
             v = "mixed"
         verdicts.append(v)
     out["verdict"] = verdicts
+    if "p_better" in out:  # the family: every GN selector compared with the baseline
+        family = out["uses_gn"].astype(bool) & (out["selector"] != baseline)
+        out["p_holm"] = np.nan
+        out.loc[family, "p_holm"] = holm(out.loc[family, "p_better"].astype(float)).to_numpy()
     return out
 
 
@@ -170,6 +175,7 @@ def checkpoint_findings(summary: pd.DataFrame, picks: pd.DataFrame, tail: int | 
     if "last" in by:
         text += f", keeping the last checkpoint (`last`, no selection) {_points(by['last'])}"
     out = [Finding(text + ".", "info")]
+    n_gn = int((summary["uses_gn"].astype(bool) & (summary["selector"] != baseline)).sum())
     for r in summary.itertuples():
         if r.uses_gn and r.selector != baseline:
             v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN)
@@ -178,8 +184,11 @@ def checkpoint_findings(summary: pd.DataFrame, picks: pd.DataFrame, tail: int | 
                 lo, hi = 100 * r.vs_last_low, 100 * r.vs_last_high
                 last = (f"; against keeping the stopping point (`last`), {ci_text(100 * r.vs_last, lo, hi, 2)} points"
                         + (", so it is no better than not selecting" if r.verdict == "mixed" else ""))
+            p = getattr(r, "p_holm", math.nan)
+            holm_text = f" (Holm-adjusted p over the {n_gn} GN selectors {p:.2f})" if math.isfinite(p) else ""
             out.append(Finding(f"`{r.selector}` (regret {_points(r)}) {_WORDS[v]} `{baseline}`: {baseline}'s "
-                               f"regret minus its, paired per run, {_points(r, 'vs')} points{last}.", r.verdict))  # fmt: skip
+                               f"regret minus its, paired per run, {_points(r, 'vs')} points{holm_text}{last}.",
+                               r.verdict))  # fmt: skip
     shares = ", ".join(f"`{r.selector}` {r.share_last:.0%}" for r in summary.itertuples() if r.selector != "last")
     out.append(Finding(f"Share of runs whose pick is the stopping epoch (what `last` keeps without selecting): {shares}.",
                        "info"))  # fmt: skip

@@ -103,6 +103,8 @@ class HpoPart(StudyPart):
                 columns={"effect": "diff_test_acc", "low": "diff_low", "high": "diff_high"})
         else:
             diffs, how = table_of(section, "hpo_vs_val_loss"), "paired over replay seeds"
+            if diffs is not None and "algorithm" in diffs and (diffs["algorithm"] == "random").any():
+                diffs, how = diffs[diffs["algorithm"] == "random"], "random search, paired over replay seeds"
         if diffs is None or not len(diffs):
             return []
         gn = diffs[diffs["objective"].map(uses_gn)]
@@ -112,8 +114,9 @@ class HpoPart(StudyPart):
         if tuned is not None and len(tuned) and how.startswith("random"):
             t = tuned[tuned["algorithm"] == "random"].rename(
                 columns={"effect": "diff_test_acc", "low": "diff_low", "high": "diff_high"})
-            t = t.assign(objective=[f"{o}` (w = {w:g}, tuned on validation)`" for o, w in zip(t["objective"], t["weight"])])
-            mixed = pd.concat([mixed, t[["objective", "diff_test_acc", "diff_low", "diff_high"]]], ignore_index=True)
+            t = t.assign(shown=[f"`{o}` (w = {w:g}, tuned on validation)" for o, w in zip(t["objective"], t["weight"])])
+            mixed = pd.concat([mixed, t[["objective", "shown", "diff_test_acc", "diff_low", "diff_high"]]],
+                              ignore_index=True)
         word = {"helps": "better than", "inconclusive": "neither clearly better nor, within the margin, ruled out "
                 "better than", "does not help": f"no better (the interval excludes a benefit above {ACC_MARGIN}) than"}
         out: list[tuple[str, int | None]] = []
@@ -124,7 +127,8 @@ class HpoPart(StudyPart):
                 s = sign_of(r.diff_low, r.diff_high)
                 v = verdict_of(r.diff_low, r.diff_high, ACC_MARGIN)
                 best = f"best of {len(rows)} objectives, uncorrected for that choice" if len(rows) > 1 else "one objective"
-                out.append((f"{label}, GN's best objective `{r.objective}` selects models {word[v]} those of the "
+                shown = r.shown if isinstance(getattr(r, "shown", None), str) else f"`{r.objective}`"
+                out.append((f"{label}, GN's best objective {shown} selects models {word[v]} those of the "
                             f"validation loss (test accuracy {ci_text(r.diff_test_acc, r.diff_low, r.diff_high, 3)}; "
                             f"{how}; {best})", s))  # fmt: skip
         return out
@@ -217,15 +221,16 @@ def _effects(ctx: StudyContext, lookup: Lookup, res: ReplayResult, store_path: P
 
 
 def paired_differences(runs: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """Per objective: test accuracy minus the baseline objective's, paired by (algorithm, seed), with a 95% t interval."""
+    """Per (algorithm, objective), never pooled over algorithms: test accuracy minus the baseline objective's, paired
+    by seed, with a 95% t interval over the seeds (Monte Carlo error given the zoo)."""
     base = runs[runs["objective"] == baseline].set_index(["algorithm", "seed"])["test_acc"]
     rows = []
-    for obj, g in runs.groupby("objective", sort=False):
-        if obj == baseline:
+    for (alg, obj), g in runs.groupby(["algorithm", "objective"], sort=False):
+        if obj == baseline or alg not in base.index.get_level_values(0):
             continue
-        d = g.set_index(["algorithm", "seed"])["test_acc"] - base
+        d = g.set_index("seed")["test_acc"] - base.loc[alg]
         m, lo, hi = t_interval(d.to_numpy(float))
-        rows.append({"objective": obj, "pairs": int(d.notna().sum()), "diff_test_acc": m,
+        rows.append({"algorithm": alg, "objective": obj, "pairs": int(d.notna().sum()), "diff_test_acc": m,
                      "diff_low": lo, "diff_high": hi,
                      "worse_share": float((d < 0).mean()), "better_share": float((d > 0).mean())})  # fmt: skip
     return pd.DataFrame(rows)
@@ -354,8 +359,8 @@ def run_hpo(ctx: StudyContext) -> Section:
         Table("hpo_replay", summary.drop(columns=["note"], errors="ignore"), f"Replay over the zoo "
               f"({res.n_configs} configurations x {res.zoo_epochs} epochs, budget {res.budget} epochs per search): "
               "test accuracy of the selected model, mean and 95% t interval over seeds."),
-        Table("hpo_vs_val_loss", diffs, "Test accuracy of each objective's selection minus that of `val_loss`, "
-              "paired by (algorithm, seed) and pooled over algorithms, with a 95% t interval over replay seeds: "
+        Table("hpo_vs_val_loss", diffs, "Per algorithm, test accuracy of each objective's selection minus that of "
+              "`val_loss`, paired by seed, with a 95% t interval over replay seeds: "
               "seed (Monte Carlo) error given this one zoo, which more seeds shrink without adding evidence; "
               "see `hpo_effects` for intervals over the zoo's configurations."),
         Table("hpo_effects", eff.effects, "Per algorithm: expected test accuracy of the model selected with each "

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..analysis.resample import nested_indices, percentile_interval
+from ..analysis.resample import bootstrap_pvalue, nested_indices, percentile_interval
 from .lookup import Lookup
 from .objectives import Objective, parse_objective
 from .replay import split_objectives
@@ -197,7 +197,8 @@ def _nanmean(arr: np.ndarray, axis: int = 0) -> np.ndarray:
 def checkpoint_summary(picks: pd.DataFrame, baseline: str = "val_loss", resamples: int = 1000,
                        seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """Per selector: mean regret with a 95% bootstrap interval over configurations (seeds nested), and the
-    paired difference ``vs_baseline`` = baseline regret minus this one (positive = better than the baseline)."""
+    paired difference ``vs_baseline`` = baseline regret minus this one (positive = better than the baseline), with
+    ``p_better``, the one-sided bootstrap p-value of "better than the baseline" (unadjusted)."""
     selectors = list(dict.fromkeys(picks["selector"]))
     if baseline not in selectors:
         raise ValueError(f"baseline selector {baseline!r} is not among the picks ({', '.join(selectors)})")
@@ -223,5 +224,6 @@ def checkpoint_summary(picks: pd.DataFrame, baseline: str = "val_loss", resample
             "mean_test_acc": float(g["test_acc"].mean()), "mean_epoch": float(g["epoch"].mean()),
             "share_last": float((g["epoch"] == g["stop_epoch"])[g["epoch"].notna()].mean()),
             "mean_regret_all": float(g["regret_all"].mean()), "vs_baseline": vs, "vs_low": vs_low, "vs_high": vs_high,
+            "p_better": bootstrap_pvalue(boot_d[:, j], 0.0, "greater") if name != baseline else np.nan,
         })  # fmt: skip
     return pd.DataFrame(rows)
