@@ -112,7 +112,8 @@ def test_hpo_effects_has_a_row_per_algorithm_and_objective_with_its_interval(tin
 def test_selection_tables_of_the_hpo_part(tiny_hpo):
     result, _, _ = tiny_hpo
     exact = pd.read_csv(result.files["tables"] / "selection_exact.csv")
-    assert list(exact.columns) == ["algorithm", "objective", "k", "replacement", "expected_test_acc", "replay_mean"]
+    assert list(exact.columns) == ["algorithm", "objective", "k", "replacement", "expected_test_acc", "replay_mean",
+                                   "replay_se", "replay_z"]
     assert set(exact["objective"]) == {"val_loss", "gn_full", "val_loss+0.1*gn_fc"}
     table = pd.read_csv(result.files["tables"] / "selection_table.csv")
     assert list(table.columns) == ["config", "val_loss", "gn_full", "val_loss+0.1*gn_fc", "test_acc"]
@@ -121,3 +122,5 @@ def test_selection_tables_of_the_hpo_part(tiny_hpo):
     checked = exact.dropna(subset=["replay_mean"])
     assert set(checked["algorithm"]) == {"random"} and checked["replacement"].all()
     assert (checked["expected_test_acc"] - checked["replay_mean"]).abs().max() < 0.3
+    z = (checked["replay_mean"] - checked["expected_test_acc"]) / checked["replay_se"]
+    assert np.allclose(checked["replay_z"], z, equal_nan=True) and (checked["replay_se"] >= 0).all()

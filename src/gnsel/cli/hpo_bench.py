@@ -19,7 +19,7 @@ from .common import fail
 __all__ = ["hpo_bench_command", "register"]
 
 DEFAULT_ALGORITHMS = "grid,random,tpe,hyperband,bohb"
-DEFAULT_OBJECTIVES = "val_loss,val_error,gn_full,gn_fc,val_loss+0.1*gn_fc,[val_loss,gn_fc]"
+DEFAULT_OBJECTIVES = "val_loss,val_error,gn_full,gn_fc,gn_full | train_loss<=0.01,val_loss+0.1*gn_fc,[val_loss,gn_fc]"
 DEFAULT_SELECTORS = ("last,val_loss,val_error,gn_full,gn_fc,gn_fc_mean_grad_sq,traj_gn,val_loss+0.1*gn_full,"
                      "val_loss+0.1*gn_fc,val_loss+1*gn_fc")  # gnsel.tune.checkpoints.DEFAULT_SELECTORS (a test checks)
 
@@ -30,8 +30,9 @@ def hpo_bench_command(
     objectives: str = typer.Option(
         DEFAULT_OBJECTIVES,
         help="Objectives separated by ';' or by commas outside brackets: metrics (val_loss, val_error, "
-             "gn_full, gn_fc, traj_gn, train_loss), weighted sums such as val_loss+0.1*gn_fc, "
-             "multi-objectives such as [val_loss,gn_fc].",
+             "gn_full, gn_fc, traj_gn, train_loss, train_error), weighted sums such as val_loss+0.1*gn_fc, "
+             "fit constraints after '|' such as 'gn_full | train_loss<=0.01' (GN among the runs that met the "
+             "training criterion), multi-objectives such as [val_loss,gn_fc].",
     ),
     seeds: int = typer.Option(50, min=1, help="Searches per (algorithm, objective), seeded 0..N-1."),
     budget: Optional[int] = typer.Option(None, min=1, help="Epochs per search, summed over its evaluations "

@@ -27,7 +27,8 @@ def tune_command(
     ),
     objective: List[str] = typer.Option(
         ["val_loss"], "--objective",
-        help="Metric, weighted sum ('val_loss+0.1*gn_fc') or list ('\\[val_loss, gn_fc]'); repeat for several.",
+        help="Metric, weighted sum ('val_loss+0.1*gn_fc'), with fit constraints ('gn_full | train_loss<=0.05') "
+             "or list ('\\[val_loss, gn_fc]'); repeat for several.",
     ),  # fmt: skip
     trials: int = typer.Option(8, "--trials", help="Trials per search (grid: ignored, every point once)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per trial (default: the space's fixed.epochs)."),
