@@ -23,7 +23,7 @@ from ..zoo.measure import measure_run
 from ..report import Figure, Finding, Section, Table
 from ..store import Store
 from ..zoo.grid import load_grid
-from .common import build_zoo_store, check_measures, check_target, TAU_MARGIN, ci_text, kendall_ci, oriented, sign_of, slug, verdict_of
+from .common import build_zoo_store, check_measures, check_target, TAU_MARGIN, ci_text, kendall_ci, oriented, slug, verdict_of
 from .part import StudyContext, StudyPart, check_positive, study_part
 from .scoring import MIN_CONVERGED, converged, scored_runs
 
@@ -195,7 +195,6 @@ def _findings(table: pd.DataFrame, target: str, zoo: str) -> list[Finding]:
     out = []
     if "gn_full" in order:
         r = t.set_index("measure").loc["gn_full"]
-        s = sign_of(r.kendall_low, r.kendall_high) * int(r.expected_sign)
         verdict = verdict_of(*oriented(r.kendall_low, r.kendall_high, int(r.expected_sign)), TAU_MARGIN)
         best = t.iloc[0]
 

@@ -22,8 +22,8 @@ from ..zoo.build import build_zoo
 from ..zoo.grid import load_grid
 from .part import StudyContext
 
-__all__ = ["StudyContext", "build_zoo_store", "check_measures", "check_target", "ci_text", "kendall_ci",
-           "oriented", "quiet_logs", "sign_of", "slug", "verdict_of", "zoo_path", "ACC_MARGIN", "TAU_MARGIN"]  # fmt: skip
+__all__ = ["ACC_MARGIN", "TAU_MARGIN", "StudyContext", "build_zoo_store", "check_measures", "check_target", "ci_text",
+           "kendall_ci", "oriented", "quiet_logs", "sign_of", "slug", "verdict_of", "zoo_path"]  # fmt: skip
 
 
 def slug(text: str) -> str:

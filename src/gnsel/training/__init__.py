@@ -18,7 +18,6 @@ from .train import TrainResult, train
 
 __all__ = [
     "DATA_FIELDS",
-    "DivergenceError",
     "EVAL_BATCH_SIZE",
     "GN_BATCH_SIZE",
     "GN_KEYS",
@@ -26,6 +25,7 @@ __all__ = [
     "OPTIMIZERS",
     "ROW_KEYS",
     "SCHEDULES",
+    "DivergenceError",
     "StateDict",
     "TrainConfig",
     "TrainResult",
