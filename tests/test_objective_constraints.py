@@ -190,3 +190,10 @@ def test_one_verdict_rule(low, high, margin, verdict):
 def test_oriented_flips_an_interval_whose_hoped_sign_is_negative():
     assert oriented(-0.4, -0.1, -1) == (0.1, 0.4) and oriented(0.1, 0.2, 1) == (0.1, 0.2)
     assert pd.isna(pd.Series([verdict_of(*oriented(math.nan, 0.1, -1), TAU_MARGIN)])).sum() == 0
+
+
+def test_helps_needs_the_adjusted_p_where_a_family_is_tested():
+    assert verdict_of(0.001, 0.01, ACC_MARGIN, p_adjusted=0.01) == "helps"
+    assert verdict_of(0.001, 0.01, ACC_MARGIN, p_adjusted=0.098) == "inconclusive"
+    assert verdict_of(-0.001, 0.001, ACC_MARGIN, p_adjusted=0.5) == "does not help"
+    assert verdict_of(0.001, 0.01, ACC_MARGIN, p_adjusted=math.nan) == "helps"  # no family: the interval alone

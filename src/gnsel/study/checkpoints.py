@@ -48,22 +48,23 @@ _WORDS = {"helps": "picks better checkpoints than", "does not help": "rules out 
 
 
 def with_verdicts(summary: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """The summary with ``verdict``: the one rule on ``[vs_low, vs_high]`` for GN selectors, ``info`` otherwise; a GN
-    selector that helps against the baseline but not against ``last`` (``vs_last_low`` not above 0, when given) is
-    ``mixed``: it is no better than keeping the stopping point, which needs no selection at all."""
+    """The summary with ``p_holm`` (Holm over the GN selectors' ``p_better``, when given) and ``verdict``: the one rule
+    on ``[vs_low, vs_high]`` with that adjusted p for GN selectors, ``info`` otherwise; a GN selector that helps
+    against the baseline but not against ``last`` (``vs_last_low`` not above 0, when given) is ``mixed``: it is no
+    better than keeping the stopping point, which needs no selection at all."""
     out = summary.copy()
+    family = out["uses_gn"].astype(bool) & (out["selector"] != baseline)  # every GN selector against the baseline
+    out["p_holm"] = np.nan
+    if "p_better" in out and family.any():
+        out.loc[family, "p_holm"] = holm(out.loc[family, "p_better"].astype(float)).to_numpy()
     verdicts = []
-    for r in summary.itertuples():
-        v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN) if r.uses_gn and r.selector != baseline else "info"
+    for r in out.itertuples():
+        v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN, r.p_holm) if r.uses_gn and r.selector != baseline else "info"
         if v == "helps" and r.selector != LAST and math.isfinite(getattr(r, "vs_last_low", math.nan)) \
                 and not r.vs_last_low > 0:
             v = "mixed"
         verdicts.append(v)
     out["verdict"] = verdicts
-    if "p_better" in out:  # the family: every GN selector compared with the baseline
-        family = out["uses_gn"].astype(bool) & (out["selector"] != baseline)
-        out["p_holm"] = np.nan
-        out.loc[family, "p_holm"] = holm(out.loc[family, "p_better"].astype(float)).to_numpy()
     return out
 
 
@@ -178,7 +179,7 @@ def checkpoint_findings(summary: pd.DataFrame, picks: pd.DataFrame, tail: int | 
     n_gn = int((summary["uses_gn"].astype(bool) & (summary["selector"] != baseline)).sum())
     for r in summary.itertuples():
         if r.uses_gn and r.selector != baseline:
-            v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN)
+            v = verdict_of(r.vs_low, r.vs_high, ACC_MARGIN, getattr(r, "p_holm", None))
             last = ""
             if math.isfinite(getattr(r, "vs_last", math.nan)):
                 lo, hi = 100 * r.vs_last_low, 100 * r.vs_last_high

@@ -103,14 +103,15 @@ def oriented(low: float, high: float, sign: int) -> tuple[float, float]:
     return (low, high) if sign >= 0 else (-high, -low)
 
 
-def verdict_of(low: float, high: float, margin: float) -> str:
+def verdict_of(low: float, high: float, margin: float, p_adjusted: float | None = None, alpha: float = 0.05) -> str:
     """The one verdict rule of every part, for an interval oriented so that positive means GN does what is hoped:
-    ``helps`` when it lies above 0; ``does not help`` only when it excludes a benefit larger than ``margin``
-    (``high < margin``); ``inconclusive`` otherwise (a null result is no evidence of no effect)."""
+    ``helps`` when it lies above 0 (and, where the part tests a family, its multiplicity-adjusted p ``p_adjusted``
+    is below ``alpha``); ``does not help`` only when it excludes a benefit larger than ``margin`` (``high <
+    margin``); ``inconclusive`` otherwise (a null result is no evidence of no effect)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return "inconclusive"
     if low > 0:
-        return "helps"
+        return "helps" if p_adjusted is None or not math.isfinite(p_adjusted) or p_adjusted < alpha else "inconclusive"
     if high < margin:
         return "does not help"
     return "inconclusive"
