@@ -3,8 +3,26 @@
 Inputs are a frame with one row per model (run): the measure, the target (generalization
 gap or test error) and the hyper-parameter columns. Every scorer returns a small result
 with a ``.value`` so that :func:`bootstrap_ci` and :func:`per_epoch` accept any of them.
-Rows with a NaN measure or target are dropped; hyper-parameter values are compared
-exactly (round floats first; NaN is a value of its own).
+Hyper-parameter values are compared exactly (round floats first; NaN is a value of its own).
+
+Non-finite measures and targets, one rule for every scorer (Kendall, Spearman, partial and
+stratified Kendall with :func:`quantile_strata`, granulated Kendall, CMI, sign error):
+
+* NaN is missing: rows (pairs) with a NaN measure or target are dropped, and the result's
+  ``n_nan`` counts them;
+* ``+inf`` and ``-inf`` are values, ordered above and below every finite value; two equal
+  infinities tie. Every scorer here depends on the data only through that order (signs of
+  differences, ranks, quantile strata), so a score with infinities equals the score with each
+  ``+inf`` replaced by a finite value above every other (``-inf`` below), equal infinities by
+  equal values. A measure that overflows (``log det = -inf``) thus ranks last, not at random.
+  The sign error's Hoeffding weight uses the size of a target difference too: two equal
+  infinite targets differ by 0 (a tie, weight 0), an infinite and a finite one by ``inf``.
+
+The resampling helpers (:func:`bootstrap_ci`, :func:`cluster_bootstrap`,
+:func:`percentile_interval`, :func:`bootstrap_pvalue`) see the scorers' *results*, which the rule
+keeps finite or NaN (every score is bounded); a resample whose statistic is still not finite
+(NaN, or ``+-inf`` from a caller's own statistic) has no place in an interpolated percentile and
+is a failed resample: dropped, and counted (``n_failed``, or a warning).
 Plots live in :mod:`gnsel.analysis.plots` (imported on demand, it loads matplotlib).
 """
 

@@ -1,4 +1,11 @@
-"""Shared helpers: float extraction, NaN filtering, hyper-parameter codes, within-group pairs."""
+"""Shared helpers: float extraction, NaN filtering, the order of values with infinities, hyper-parameter
+codes, within-group pairs.
+
+The rule for non-finite values (see the package docstring): NaN is missing (its rows are dropped and
+counted); ``+inf`` and ``-inf`` are values, ordered above and below every finite value, and two equal
+infinities tie. :func:`order_sign` and :func:`order_diff` compare by that order where ``a - b`` would give
+NaN (``inf - inf``); :func:`order_ranks` maps values to ranks that keep it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-__all__ = ["as_float", "clean_frame", "finite_pairs", "group_ids", "hparam_codes", "within_group_pairs"]
+__all__ = [
+    "as_float",
+    "clean_frame",
+    "finite_pairs",
+    "group_ids",
+    "hparam_codes",
+    "order_diff",
+    "order_ranks",
+    "order_sign",
+    "within_group_pairs",
+]
 
 
 def as_float(result: Any) -> float:
@@ -18,7 +36,7 @@ def as_float(result: Any) -> float:
 
 
 def finite_pairs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` and ``y`` as float arrays with every pair holding a NaN dropped."""
+    """``x`` and ``y`` as float arrays with every pair holding a NaN dropped (infinities are kept: values)."""
     xa = np.asarray(x, dtype=np.float64).ravel()
     ya = np.asarray(y, dtype=np.float64).ravel()
     if xa.shape != ya.shape:
@@ -27,8 +45,33 @@ def finite_pairs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return xa[keep], ya[keep]
 
 
+def order_sign(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``sign(a - b)`` by the order of values: +1, 0 or -1, also for infinities (``inf`` vs ``inf``: 0, a
+    tie, where ``a - b`` is NaN). Equal to ``np.sign(a - b)`` for finite values (float subtraction of two
+    different finite values is never 0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a > b).astype(np.float64) - (a < b).astype(np.float64)
+
+
+def order_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a - b``, with 0 for equal values (``inf - inf``, a tie) instead of NaN; ``inf - x`` stays ``inf``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(a == b, 0.0, a - b)
+
+
+def order_ranks(x: np.ndarray) -> np.ndarray:
+    """``x`` itself when finite, else its average ranks (``-inf`` lowest, ``+inf`` highest, equal values
+    tied): rank statistics are unchanged by the map, which makes infinities safe for arithmetic."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.isfinite(x).all():
+        return x
+    return stats.rankdata(x, method="average")
+
+
 def clean_frame(df: pd.DataFrame, columns: Sequence[str], hparams: Sequence[str]) -> pd.DataFrame:
-    """Rows of ``df`` whose ``columns`` are all non-NaN; checks that every column exists."""
+    """Rows of ``df`` whose ``columns`` are all non-NaN (infinities are values and kept); checks that every
+    column exists."""
     missing = [c for c in (*columns, *hparams) if c not in df.columns]
     if missing:
         raise KeyError(f"columns not in the frame: {missing}")

@@ -38,7 +38,8 @@ def bootstrap_ci(
     replacement; with ``groups`` (e.g. ``"seed"``) whole clusters are drawn instead, which
     keeps each resample a set of complete sub-grids -- advisable for the grid-structured
     scores, where a duplicated row becomes a spurious tied "replicate". Resamples whose
-    score is NaN are dropped (a warning says how many); the interval is NaN if all are.
+    score is not finite (NaN; the scorers' scores are never infinite) are dropped (a warning says
+    how many); the interval is NaN if all are.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
@@ -61,7 +62,7 @@ def bootstrap_ci(
         stats[b] = as_float(fn(df.iloc[rows]))
     finite = stats[np.isfinite(stats)]
     if finite.size < n_boot:
-        warnings.warn(f"{n_boot - finite.size} of {n_boot} bootstrap resamples gave a NaN score "
+        warnings.warn(f"{n_boot - finite.size} of {n_boot} bootstrap resamples gave a non-finite (NaN) score "
                       "and were dropped", stacklevel=2)
     if finite.size == 0:
         return CI(estimate, float("nan"), float("nan"))

@@ -29,7 +29,9 @@ Conventions of the default estimator (``pgdl_kit_quirks=False``):
   estimator; raise it to damp the upward bias of the plug-in MI in tiny cells);
 * a set ``S`` with ``H(V_g | U_S) = 0`` (the target order is fully fixed by ``S``) has no
   score (NaN) and is left out of the minimum; the result is NaN if every set is;
-* rows with a NaN measure or target are dropped; logs are base 2 (the ratio is unit-free).
+* rows with a NaN measure or target are dropped (``n_nan`` counts them); ``+-inf`` are ordered
+  values (above / below every finite value, equal infinities tie), so the score equals that with
+  each infinity replaced by a finite value beyond the others; logs are base 2 (the ratio is unit-free).
 
 ``pgdl_kit_quirks=True`` reproduces the scoring program of the PGDL starting kit
 (``scoring_program/mutual_information.py``, function ``conditional_mutual_information``,
@@ -70,14 +72,15 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from ._common import clean_frame, group_ids, hparam_codes
+from ._common import clean_frame, group_ids, hparam_codes, order_sign
 
 __all__ = ["CMIResult", "conditional_mutual_information"]
 
 
 @dataclass(frozen=True)
 class CMIResult:
-    """CMI score (min over conditioning sets), the minimising set and the score of every set."""
+    """CMI score (min over conditioning sets), the minimising set, the score of every set, and the number
+    ``n_nan`` of rows dropped for a NaN measure or target."""
 
     value: float
     argmin: tuple[str, ...] | None
@@ -85,6 +88,7 @@ class CMIResult:
     n_models: int
     n_pairs: int
     quirks: bool = False
+    n_nan: int = 0
 
     def to_frame(self) -> pd.DataFrame:
         """One row per conditioning set: its size and normalised conditional MI."""
@@ -109,10 +113,10 @@ def _standard(mu: np.ndarray, gap: np.ndarray, codes: np.ndarray, hparams: list[
               ks: Sequence[int], min_pairs: int) -> tuple[dict[tuple[str, ...], float], int]:
     """Normalised CMI for every conditioning set (default conventions) and the pair count."""
     i, j = np.triu_indices(mu.size, k=1)
-    sg = np.sign(gap[i] - gap[j])
+    sg = order_sign(gap[i], gap[j])  # not np.sign(a - b): inf - inf is NaN, here a tie
     keep = sg != 0
     i, j, sg = i[keep], j[keep], sg[keep]
-    sm = np.sign(mu[i] - mu[j])
+    sm = order_sign(mu[i], mu[j])
     g_idx = (sg > 0).astype(np.int64)          # 0: '-', 1: '+'
     m_idx = (sm + 1).astype(np.int64)          # 0: '-', 1: tie, 2: '+'
     out: dict[tuple[str, ...], float] = {}
@@ -204,4 +208,4 @@ def conditional_mutual_information(
         value = finite[argmin]
     else:
         argmin, value = None, float("nan")
-    return CMIResult(float(value), argmin, per_subset, int(mu.size), n_pairs, pgdl_kit_quirks)
+    return CMIResult(float(value), argmin, per_subset, int(mu.size), n_pairs, pgdl_kit_quirks, len(df) - len(data))

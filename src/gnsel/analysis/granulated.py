@@ -19,7 +19,9 @@ Conventions (fixed here, since the paper assumes a complete grid with one model 
   (same config, e.g. other seeds) stay in their group and their pairs count.
 * ``psi_i`` is NaN when no group of ``i`` is usable; ``Psi`` is the mean of the defined
   ``psi_i`` (NaN if none); ``n_defined`` says how many entered it.
-* rows with a NaN measure or target are dropped first; a NaN hyper-parameter value is a value.
+* rows with a NaN measure or target are dropped first (``n_nan`` counts them); a NaN
+  hyper-parameter value is a value. ``+-inf`` in the measure or the target are ordered values
+  (above / below every finite value; equal infinities tie), so every axis keeps its groups.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ._common import clean_frame, group_ids, hparam_codes, within_group_pairs
+from ._common import clean_frame, group_ids, hparam_codes, order_sign, within_group_pairs
 
 __all__ = ["GranulatedResult", "granulated_kendall", "grouped_tau"]
 
 
 @dataclass(frozen=True)
 class GranulatedResult:
-    """Per-hyper-parameter ``psi`` with group/pair counts, and the overall ``Psi``."""
+    """Per-hyper-parameter ``psi`` with group/pair counts, the overall ``Psi``, and the number ``n_nan`` of
+    rows dropped for a NaN measure or target."""
 
     psi: dict[str, float]
     n_groups: dict[str, int]
@@ -47,6 +50,7 @@ class GranulatedResult:
     overall: float
     n_defined: int
     tau: str = field(default="jiang")
+    n_nan: int = 0
 
     @property
     def value(self) -> float:
@@ -67,8 +71,8 @@ def grouped_tau(
     """Per group id ``0..G-1``: (tau or NaN, number of pairs, whether tau is defined)."""
     n_groups = int(groups.max()) + 1 if groups.size else 0
     i, j = within_group_pairs(groups)
-    dm = np.sign(measure[i] - measure[j])
-    dg = np.sign(target[i] - target[j])
+    dm = order_sign(measure[i], measure[j])  # not np.sign(a - b): inf - inf is NaN, here a tie
+    dg = order_sign(target[i], target[j])
     g = groups[i]
     pairs = np.bincount(g, minlength=n_groups).astype(np.float64)
     concord = np.bincount(g, weights=dm * dg, minlength=n_groups)
@@ -120,4 +124,4 @@ def granulated_kendall(
         n_pairs[h] = int(pairs[usable].sum())
     defined = [v for v in psi.values() if not np.isnan(v)]
     overall = float(np.mean(defined)) if defined else float("nan")
-    return GranulatedResult(psi, used, skipped, n_pairs, overall, len(defined), tau)
+    return GranulatedResult(psi, used, skipped, n_pairs, overall, len(defined), tau, len(df) - len(data))

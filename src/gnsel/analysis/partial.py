@@ -3,7 +3,9 @@
 :func:`partial_kendall` removes the part of the association that both share with ``z``
 (Kendall's partial tau); :func:`stratified_kendall` compares only rows of the same stratum
 (e.g. of :func:`quantile_strata` of ``z``) and pools the within-stratum taus by their pairs.
-Inputs are array-likes of one length, compared by position (a pandas index is not aligned).
+Inputs are array-likes of one length, compared by position (a pandas index is not aligned). Rows holding
+a NaN are dropped; ``+-inf`` are ordered values (above / below every finite value, equal infinities tie),
+also when :func:`quantile_strata` bins them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._common import order_ranks
 from .ranking import kendall
 
 __all__ = ["partial_kendall", "quantile_strata", "stratified_kendall"]
@@ -76,7 +79,9 @@ def stratified_kendall(x: Any, y: Any, strata: Any) -> float:
 def quantile_strata(z: Any, n_bins: int = 4) -> np.ndarray:
     """Integer stratum labels ``0..k-1`` of ``z`` by its quantiles (``pd.qcut``, duplicate edges dropped).
 
-    NaN ``z`` gets -1; a constant ``z`` is one stratum (0), so ``k`` may be below ``n_bins``.
+    NaN ``z`` gets -1; a constant ``z`` is one stratum (0), so ``k`` may be below ``n_bins``. ``+-inf`` are
+    ordered values: with any, the quantiles are taken of the ranks (the same strata as of the values, which
+    quantile interpolation cannot do across an infinity: ``inf - inf`` is NaN).
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
@@ -89,6 +94,6 @@ def quantile_strata(z: Any, n_bins: int = 4) -> np.ndarray:
     if np.all(values == values[0]):
         labels[finite] = 0
         return labels
-    binned = pd.qcut(values, n_bins, labels=False, duplicates="drop")
+    binned = pd.qcut(order_ranks(values), n_bins, labels=False, duplicates="drop")
     labels[finite] = np.asarray(binned, dtype=np.int64)
     return labels

@@ -40,7 +40,11 @@ Sources: paper (NeurIPS 2020, arXiv:2010.11924) and its code
 
 The target must be on the scale of a [0, 1]-bounded loss (error or gap as a fraction), as
 Hoeffding's inequality assumes. Hyper-parameter values are compared exactly (round floats
-first). Rows with a NaN measure or target are dropped.
+first). Rows with a NaN measure or target are dropped (``n_nan`` counts them). ``+-inf`` are ordered
+values (above / below every finite value; equal infinities tie): two runs with the same infinite measure
+are a tie in the measure (``SE = 1/2``); two with the same infinite target have gap difference 0 (a tie:
+Hoeffding weight 0, so the pair only counts with ``weighting="none"``, at ``SE = 1/2``); an infinite
+against a finite target is a difference of ``inf``, whose sign is certain (weight 1).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._common import clean_frame, group_ids, hparam_codes, within_group_pairs
+from ._common import clean_frame, group_ids, hparam_codes, order_diff, order_sign, within_group_pairs
 
 __all__ = ["SignErrorResult", "hoeffding_threshold", "hoeffding_weight", "sign_error"]
 
@@ -74,7 +78,9 @@ def hoeffding_threshold(n_test: int, delta: float) -> float:
 
 @dataclass(frozen=True)
 class SignErrorResult:
-    """Mean, max (robust) and quantiles of environment sign errors, per family and overall."""
+    """Mean, max (robust) and quantiles of environment sign errors, per family and overall; ``n_dropped``
+    environments not kept (no weight, or too small an effective sample size), ``n_nan`` rows dropped for a
+    NaN measure or target."""
 
     mean: float
     max: float
@@ -83,6 +89,7 @@ class SignErrorResult:
     per_family: pd.DataFrame
     environments: pd.DataFrame
     n_dropped: int
+    n_nan: int = 0
 
     @property
     def value(self) -> float:
@@ -155,8 +162,9 @@ def sign_error(
         i, j = i[differ], j[differ]
         if i.size == 0:
             continue
-        w = _pair_weights(gap[i] - gap[j], weighting, n_test, delta, shift)
-        se = (1.0 - np.sign(mu[i] - mu[j]) * np.sign(gap[i] - gap[j])) / 2.0
+        # by the order of values: inf - inf is a tie (difference 0), not NaN, which pandas' sums would skip
+        w = _pair_weights(order_diff(gap[i], gap[j]), weighting, n_test, delta, shift)
+        se = (1.0 - order_sign(mu[i], mu[j]) * order_sign(gap[i], gap[j])) / 2.0
         lo, hi = np.minimum(config[i], config[j]), np.maximum(config[i], config[j])
         values = data[h].to_numpy()
         frames.append(pd.DataFrame({"family": h, "config_a": lo, "config_b": hi,
@@ -192,5 +200,5 @@ def sign_error(
         mean=overall["mean"], max=overall["max"],
         quantiles={float(q): overall[f"q{q:g}"] for q in quantiles},
         worst_family=worst, per_family=per_family, environments=env.reset_index(drop=True),
-        n_dropped=int(env.shape[0] - kept.shape[0]),
+        n_dropped=int(env.shape[0] - kept.shape[0]), n_nan=len(df) - len(data),
     )

@@ -135,7 +135,7 @@ def per_sample_grad_sq_norms(
     ``loss`` is ``"cross_entropy"``, ``"mse"`` or a callable returning one loss per example;
     ``scope`` is ``"full"`` (all trainable parameters), ``"fc"`` (the classifier head, closed form
     for cross-entropy) or a list of module names. The model is measured in eval mode; its modes,
-    parameters and ``.grad`` are left as they were.
+    parameters and ``.grad`` are left as they were. An empty batch gives an empty tensor, shape ``(0,)``.
     """
     sq, _ = _batch_norms(model, inputs, targets, loss, scope, want_grad_sum=False)
     return sq
@@ -192,6 +192,8 @@ def gradient_norm(
 ) -> GradNorm:
     """GN of ``model`` on ``data``: the mean per-example squared gradient norm, with the norm of the
     mean gradient and the time taken. A model on another device than ``device`` is measured as a copy.
+    Empty batches count for nothing; data with no example at all raises ``GradNormError`` (a mean over no
+    examples is undefined, so no NaN result is returned).
     """
     if batch_size < 1:
         raise GradNormError(f"batch_size must be positive, got {batch_size}")

@@ -62,7 +62,7 @@ class GradNormCollector:
         """Run ``loss.backward()`` and return per-example squared norms of the loss of each example.
 
         ``reduction`` says how ``loss`` was formed from the per-example losses: ``"mean"`` (the
-        default of PyTorch losses) or ``"sum"``.
+        default of PyTorch losses) or ``"sum"``. A batch of 0 examples gives a tensor of shape ``(0,)``.
         """
         if self._hooks is None:
             raise GradNormError("GradNormCollector.backward must be called inside `with collector.batch(n):`")

@@ -18,6 +18,7 @@ dense per-example gradients are summed.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,15 +75,15 @@ class Dense:
 
     def _get(self, start: int, stop: int) -> Tensor:
         g = self.grad[start:stop] if isinstance(self.grad, Tensor) else self.grad(start, stop)
-        return g.reshape(stop - start, -1)
+        return _rows(g)
 
     def sq_norms(self) -> Tensor:
         if isinstance(self.grad, Tensor):
-            return _sq(self.grad.reshape(self.batch, -1))
+            return _sq(_rows(self.grad))
         step = chunk_size(2 * self.numel, self.batch)
         if self.chunk is not None:
             step = min(step, self.chunk)
-        return torch.cat([_sq(self._get(s, min(self.batch, s + step))) for s in range(0, self.batch, step)])
+        return torch.cat([_sq(self._get(s, min(self.batch, s + step))) for s in _starts(self.batch, step)])
 
     def dense(self) -> Tensor:
         return self._get(0, self.batch)
@@ -91,6 +92,17 @@ class Dense:
 def _sq(x: Tensor) -> Tensor:
     """Row-wise squared L2 norms of a 2-D tensor."""
     return torch.linalg.vector_norm(x, dim=1).pow(2)
+
+
+def _rows(x: Tensor) -> Tensor:
+    """``x`` as one row per example, ``(B, numel)``; also for an empty batch, where ``-1`` is ambiguous."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _starts(batch: int, step: int) -> range | list[int]:
+    """Chunk starts over ``batch`` examples; one empty chunk for an empty batch, so that the result
+    is an empty tensor of the right dtype and device (``torch.cat`` of nothing is an error)."""
+    return range(0, batch, step) or [0]
 
 
 @dataclass
@@ -123,7 +135,7 @@ class Outer:
         per_ex = g * (t * (p + q) + (t * t if ghost else p * q))
         step = chunk_size(per_ex, self.batch)
         out = []
-        for s in range(0, self.batch, step):
+        for s in _starts(self.batch, step):
             e = min(self.batch, s + step)
             left, right = self._get(self.L, s, e), self._get(self.R, s, e)
             if t == 1:
@@ -141,7 +153,7 @@ class Outer:
     def dense(self) -> Tensor:
         left, right = self.full()
         grad = torch.bmm(left.transpose(1, 2), right)  # (B*G, p, q)
-        return grad.reshape(self.batch, -1)
+        return grad.reshape(self.batch, self.groups * self.p * self.q)
 
 
 class Precomputed:

@@ -29,6 +29,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._util import (
     check_layers,
@@ -142,6 +143,17 @@ def path_norm_value(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     net = fold_batchnorm(model).double()
     for p in net.parameters():
         p.pow_(2)
+    for m in net.modules():
+        if not isinstance(m, _BatchNorm):
+            continue
+        # every BN is folded to weight 1 and running var 1 - eps; set the var again in float64, so that the
+        # BN's scale is 1 to float64 rounding rather than float32's
+        m.running_var.fill_(1.0 - m.eps)
+        if m.bias is None:
+            # without affine parameters the folded shift lives in the running mean (BN(x) = x - running_mean,
+            # see fold_batchnorm), a buffer the loop above does not reach: square it too, BN(x) = x + shift^2,
+            # as for an affine BN, whose bias holds the shift
+            m.running_mean.copy_(-m.running_mean.pow(2))
     dev = next(net.parameters()).device
     out = net(torch.ones((1, *input_shape), dtype=torch.float64, device=dev))
     return float(out.sum())

@@ -45,11 +45,12 @@ def _attend(mod: nn.MultiheadAttention, qp: Tensor, kp: Tensor, vp: Tensor, mask
     b, l, e = qp.shape
     s = kp.shape[1]
     h = mod.num_heads
-    qh = qp.reshape(b, l, h, -1).transpose(1, 2)
-    kh = kp.reshape(b, s, h, -1).transpose(1, 2)
-    vh = vp.reshape(b, s, h, -1).transpose(1, 2)
+    # explicit head sizes: an empty batch makes reshape(..., -1) ambiguous
+    qh = qp.reshape(b, l, h, e // h).transpose(1, 2)
+    kh = kp.reshape(b, s, h, kp.shape[2] // h).transpose(1, 2)
+    vh = vp.reshape(b, s, h, vp.shape[2] // h).transpose(1, 2)
     out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
-    return out.transpose(1, 2).reshape(b, l, -1)
+    return out.transpose(1, 2).reshape(b, l, h * vh.shape[3])
 
 
 @register_rule(nn.MultiheadAttention, covers_children=True, needs_kwargs=True)
@@ -106,7 +107,7 @@ def mha_rule(module: nn.MultiheadAttention, inputs: tuple, grad: Tensor, names: 
             out["in_proj_weight"] = Outer(g, query, b, 1, l, 3 * e, e)
         else:
             blocks = [torch.bmm(gg.transpose(1, 2), x) for gg, x in ((gq, query), (gk, key), (gv, value))]
-            out["in_proj_weight"] = Dense(torch.cat([blk.reshape(b, -1) for blk in blocks], dim=1))
+            out["in_proj_weight"] = Dense(torch.cat([blk.flatten(1) for blk in blocks], dim=1))
     for name, gg, x in (("q_proj_weight", gq, query), ("k_proj_weight", gk, key), ("v_proj_weight", gv, value)):
         if name in names:
             out[name] = Outer(gg, x, b, 1, x.shape[1], gg.shape[2], x.shape[2])

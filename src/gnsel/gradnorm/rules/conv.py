@@ -24,7 +24,7 @@ def _unfold(x: Tensor, module: nn.modules.conv._ConvNd) -> Tensor:
     k, s, dil = module.kernel_size, module.stride, module.dilation
     b, c = x.shape[:2]
     if all(v == 1 for v in k) and all(v == 1 for v in s):
-        return x.reshape(b, c, -1).transpose(1, 2)
+        return x.flatten(2).transpose(1, 2)
     if d == 2:
         cols = F.unfold(x, k, dilation=dil, stride=s)  # (B, C*k0*k1, T)
         return cols.transpose(1, 2)
@@ -37,7 +37,7 @@ def _unfold(x: Tensor, module: nn.modules.conv._ConvNd) -> Tensor:
     perm = [0] + list(range(2, 2 + d)) + [1] + list(range(2 + d, 2 + 2 * d))
     x = x.permute(*perm)
     t = math.prod(x.shape[1 : 1 + d])
-    return x.reshape(b, t, -1)
+    return x.reshape(b, t, math.prod(x.shape[1 + d :]))
 
 
 def _conv_per_example_weight_grads(module: nn.modules.conv._ConvNd, x: Tensor, g: Tensor) -> Tensor:
@@ -69,7 +69,7 @@ def _conv_per_example_weight_grads(module: nn.modules.conv._ConvNd, x: Tensor, g
         n * module.groups,
         [False, True, False],
     )[1]
-    return grads.reshape(n, -1)
+    return grads.reshape(n, w.numel())
 
 
 GHOST_MAX_RATIO = 16  # try the ghost norm only where its flops are at most this multiple of the materialised product's
@@ -89,8 +89,11 @@ def conv_rule(module: nn.modules.conv._ConvNd, inputs: tuple, grad: Tensor, name
     b = x.shape[0]
     groups = module.groups
     cout = grad.shape[1]
-    g_flat = grad.reshape(b, cout, -1)  # (B, Cout, T)
+    g_flat = grad.flatten(2)  # (B, Cout, T)
     t = g_flat.shape[2]
+    if b == 0:  # an empty batch: empty norms, without timing candidates on nothing (a grouped conv of 0 groups fails)
+        empty = {"weight": Dense(grad.new_zeros(0, module.weight.numel())), "bias": Dense(g_flat.sum(2))}
+        return {n: c for n, c in empty.items() if n in names}
     p = cout // groups
     q = (module.in_channels // groups) * math.prod(module.kernel_size)
     out: dict[str, Contribution] = {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..contrib import Contribution, Outer, chunk_size
+from ..contrib import Contribution, Outer, _starts, chunk_size
 from ..errors import UnsupportedLayerError
 from .registry import register_rule
 
@@ -23,8 +25,9 @@ def embedding_rule(module: nn.Embedding, inputs: tuple, grad: Tensor, names: lis
         return {}
     idx = inputs[0].detach()
     b = idx.shape[0]
-    idx = idx.reshape(b, -1)
-    g = grad.reshape(b, idx.shape[1], -1)
+    t = math.prod(idx.shape[1:])  # explicit sizes: an empty batch makes reshape(b, -1) ambiguous
+    idx = idx.reshape(b, t)
+    g = grad.reshape(b, t, module.embedding_dim)
     if module.padding_idx is not None:
         g = g * (idx != module.padding_idx).unsqueeze(-1).to(g.dtype)
     v, d = module.weight.shape
@@ -49,7 +52,7 @@ class EmbeddingGrad(Outer):
         if t * t <= v:  # ghost over positions
             step = chunk_size(t * (t + d), b)
             out = []
-            for s in range(0, b, step):
+            for s in _starts(b, step):
                 i, gg = self.idx[s : s + step], g[s : s + step]
                 same = (i.unsqueeze(2) == i.unsqueeze(1)).to(gg.dtype)
                 out.append((same * torch.bmm(gg, gg.transpose(1, 2))).sum((1, 2)))
@@ -57,11 +60,11 @@ class EmbeddingGrad(Outer):
         # scatter into (n, V, D) a chunk of examples at a time
         step = chunk_size(v * d, b)
         out = []
-        for s in range(0, b, step):
+        for s in _starts(b, step):
             i, gg = self.idx[s : s + step], g[s : s + step]
             n = i.shape[0]
             acc = gg.new_zeros(n * v, d)
             flat = (i + torch.arange(n, device=i.device).unsqueeze(1) * v).reshape(-1)
             acc.index_add_(0, flat, gg.reshape(-1, d))
-            out.append(acc.view(n, -1).pow(2).sum(1))
+            out.append(acc.view(n, v * d).pow(2).sum(1))
         return torch.cat(out)

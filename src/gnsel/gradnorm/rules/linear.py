@@ -23,8 +23,8 @@ def linear_rule(module: nn.Linear, inputs: tuple, grad: Tensor, names: list[str]
         if "bias" in names:
             out2["bias"] = Precomputed(gg, Dense(grad))
         return out2
-    a = a.reshape(b, -1, a.shape[-1])
-    g = grad.reshape(b, -1, grad.shape[-1])
+    a = a.flatten(1, -2)  # (B, T, in): flatten, not reshape(b, -1, ...), which an empty batch makes ambiguous
+    g = grad.flatten(1, -2)
     out: dict[str, Contribution] = {}
     if "weight" in names:
         out["weight"] = Outer(g, a, b, 1, a.shape[1], g.shape[2], a.shape[2])

@@ -4,6 +4,7 @@ LayerNorm, GroupNorm, RMSNorm (where torch has it)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import torch
@@ -59,10 +60,11 @@ def batchnorm_rule(module: nn.modules.batchnorm._BatchNorm, inputs: tuple, grad:
         )
     # dw_bc = rsqrt(var_c + eps) * sum_t g_bct (x_bct - mean_c): the scale applied once per channel
     b, c = x.shape[:2]
-    g = grad.reshape(b, c, -1)
+    t = math.prod(x.shape[2:])  # explicit sizes: an empty batch makes reshape(b, c, -1) ambiguous
+    g = grad.reshape(b, c, t)
     out: dict[str, Contribution] = {}
     if "weight" in names:
-        dots = (g * (x - module.running_mean.view(shape)).reshape(b, c, -1)).sum(2)
+        dots = (g * (x - module.running_mean.view(shape)).reshape(b, c, t)).sum(2)
         out["weight"] = Dense(dots * torch.rsqrt(module.running_var + module.eps))
     if "bias" in names:
         out["bias"] = Dense(g.sum(2))
