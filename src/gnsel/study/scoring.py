@@ -84,7 +84,7 @@ def config_labels(frame: pd.DataFrame, hparams: Sequence[str]) -> pd.Series:
 
 
 def _tau(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(x) & np.isfinite(y)
+    ok = ~np.isnan(x) & ~np.isnan(y)  # +-inf are ordered values (the analysis rule); NaN is missing
     if ok.sum() < 3 or np.unique(x[ok]).size < 2:
         return math.nan
     return kendall(x[ok], y[ok]).value
@@ -120,7 +120,7 @@ def score_measures(
             boot = np.array([_tau(x[idx], y[idx]) for idx in draws]) if draws else np.zeros(0)
             samples[m] = boot
             low, high = percentile_interval(boot)
-            row = {"measure": m, "models": int(np.sum(np.isfinite(x) & np.isfinite(y))), "kendall": _tau(x, y),
+            row = {"measure": m, "models": int(np.sum(~np.isnan(x) & ~np.isnan(y))), "kendall": _tau(x, y),
                    "kendall_low": low, "kendall_high": high,
                    "p_tau_le_0": bootstrap_pvalue(boot, 0.0, "greater") if boot.size else math.nan,
                    "granulated": _granulated(data, m, target, hparams), "granulated_low": math.nan,
