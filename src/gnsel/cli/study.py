@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import console, fail
+from .common import check_device, check_out_dir, console, fail
 from .progress import RichProgress
 
 __all__ = ["register", "study_command"]
@@ -38,6 +38,8 @@ def study_command(
         parts = parse_parts(part)
     except ValueError as err:
         fail(str(err))
+    check_out_dir(out)
+    check_device(device or spec.device)
     console.print(f"[bold]gnsel study[/] {escape(spec.name)}: {escape(', '.join(parts))} -> {escape(str(out))}")
     try:
         result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers,
