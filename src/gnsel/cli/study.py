@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import check_device, check_out_dir, console, fail
+from .common import check_device, check_out_dir, console, fail, stopped
 from .progress import RichProgress
 
 __all__ = ["register", "study_command"]
@@ -44,9 +44,8 @@ def study_command(
     try:
         result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers,
                            progress=RichProgress(console, transient=True))
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to continue")
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        stopped("finished work is saved")
     except ValueError as err:
         fail(str(err))
     done = ", ".join(f"{p} {result.seconds[p]:.0f} s" + (" (reused)" if p in result.reused else "")
