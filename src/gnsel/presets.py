@@ -8,7 +8,6 @@ from typing import Any
 
 import yaml
 
-
 __all__ = ["list_presets", "read_preset", "read_yaml", "yaml_error"]
 
 
