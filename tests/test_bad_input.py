@@ -255,12 +255,14 @@ def test_ctrl_c_and_sigterm_end_a_command_with_one_line_and_130_or_143():
         raise AssertionError("SIGTERM did not interrupt the command")
 
     before, set_handler = signal.getsignal(signal.SIGTERM), signal.signal
+    env = os.environ.get("RAY_DISABLE_FAILURE_SIGNAL_HANDLER")
     res = RUNNER.invoke(_app_of(ctrl_c), ["ctrl-c"])
     assert res.exit_code == 130 and res.output.strip() == "interrupted; run the same command again to continue"
     res = RUNNER.invoke(_app_of(sigterm), ["sigterm"])
     assert res.exit_code == 143, res.output
     assert res.output.strip() == "interrupted by SIGTERM; run the same command again to continue"
     assert signal.getsignal(signal.SIGTERM) is before and signal.signal is set_handler  # all restored
+    assert os.environ.get("RAY_DISABLE_FAILURE_SIGNAL_HANDLER") == env
 
 
 def _epochs(db: Path) -> dict[str, list[int]]:

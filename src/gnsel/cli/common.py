@@ -109,10 +109,12 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     cleanup takes longer, as shutting Ray down does -- Ray's documented switch turns it off (unless set).
     """
     _STATE.sigterm = False
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    ours = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER" not in os.environ
+    if ours:
+        os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] = "1"
     set_handler = signal.signal
     previous = set_handler(signal.SIGTERM, _on_sigterm)
 
@@ -125,6 +127,8 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     finally:
         signal.signal = set_handler
         set_handler(signal.SIGTERM, previous)
+        if ours:
+            os.environ.pop("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", None)
 
 
 def stopped(note: str = "", out: Console | None = None) -> NoReturn:
