@@ -8,6 +8,31 @@ from typing import Any
 
 import yaml
 
+__all__ = ["list_presets", "read_preset", "read_yaml", "yaml_error"]
+
+
+def yaml_error(err: yaml.YAMLError, where: str) -> ValueError:
+    """A one-line ValueError for a YAML syntax error in ``where`` (a file): line, column and the problem.
+
+    PyYAML's own message spans several lines (the context, the problem, a caret under the text); the
+    line and column are its ``problem_mark`` (0-based there, 1-based here, as editors count).
+    """
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return ValueError(f"{where} is not valid YAML{at}: {problem}" + (f" ({context})" if context else ""))
+
+
+def read_yaml(path: Path, where: str | None = None) -> Any:
+    """The parsed YAML file ``path``; a syntax error is a one-line ValueError (:func:`yaml_error`)."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise yaml_error(err, where or str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where or path} is not a text file: {err}") from None
+
 
 def list_presets(package: str) -> list[str]:
     """Names of the ``*.yaml`` presets shipped in ``package``'s ``presets`` folder."""
@@ -27,8 +52,8 @@ def read_preset(source: str | Path, package: str, kind: str) -> tuple[Any, str]:
         return yaml.safe_load((resources.files(package) / "presets" / f"{source}.yaml").read_text()), str(source)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
-            raise ValueError(f"{kind} file {path} does not exist")
-        return yaml.safe_load(path.read_text()), path.stem
+            raise ValueError(f"{kind} file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        return read_yaml(path, f"{kind} file {path}"), path.stem
     raise ValueError(
         f"unknown {kind} preset {str(source)!r}; presets: {', '.join(list_presets(package))} (or give a .yaml file)"
     )

@@ -5,6 +5,9 @@ The only layer that prints: each command group is a module (:mod:`.measure`, :mo
 :mod:`.common` holds the console and the one-line error exit, :mod:`.progress` the Rich
 implementation of :class:`gnsel.progress.Progress` passed to long work. Commands import what
 they run when they run, so ``gnsel --help`` stays fast.
+
+Every command is wrapped, once all are registered, by :func:`.common.interruptible`: Ctrl-C and SIGTERM
+end it with one line and exit 130 or 143, after the same cleanup, so that a rerun continues.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import typer
 
 from . import correlate, hpo_bench, measure, study, tune, zoo
+from .common import interruptible
 from .progress import RichProgress
 
 __all__ = ["RichProgress", "app", "main"]
@@ -41,6 +45,17 @@ correlate.register(app)
 tune.register(app)
 hpo_bench.register(app)
 study.register(app)
+
+
+def _interruptible(group: typer.Typer) -> None:
+    """Wrap every command of ``group`` and of its sub-groups in :func:`.common.interruptible`."""
+    for info in group.registered_commands:
+        info.callback = interruptible(info.callback)
+    for sub in group.registered_groups:
+        _interruptible(sub.typer_instance)
+
+
+_interruptible(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import console, fail
+from .common import check_device, check_out_dir, console, fail
 from .progress import RichProgress
 
 __all__ = ["correlate", "register"]
@@ -37,6 +37,8 @@ def correlate(
             table.add_row(name, spec.family, ",".join(sorted(spec.needs)), spec.citation)
         console.print(table)
         return
+    check_out_dir(out)
+    check_device(device)
     if not store.exists():
         fail(f"no store at {store}: build a zoo first (gnsel zoo build)")
     names = [m.strip() for m in measures.split(",")] if measures else None

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import fail
+from .common import check_out_dir, fail
 
 __all__ = ["hpo_bench_command", "register"]
 
@@ -63,6 +63,7 @@ def hpo_bench_command(
     With --checkpoints: checkpoint selection over the zoo's runs instead (no replay).
     """
     console = Console()  # made per call, as before: it takes the terminal's width (COLUMNS) of this call
+    check_out_dir(out, out=console)
     if checkpoints:
         return _checkpoints(store, selectors, tail, resamples, out, console)
     # heavy: the replay (pandas, optuna, hpbandster, matplotlib) loads only when the command runs

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import console, fail
+from .common import check_device, check_out_dir, console, fail, stopped
 from .progress import RichProgress
 
 __all__ = ["register", "study_command"]
@@ -38,13 +38,14 @@ def study_command(
         parts = parse_parts(part)
     except ValueError as err:
         fail(str(err))
+    check_out_dir(out)
+    check_device(device or spec.device)
     console.print(f"[bold]gnsel study[/] {escape(spec.name)}: {escape(', '.join(parts))} -> {escape(str(out))}")
     try:
         result = run_study(spec, out, parts=parts, address=address, device=device, workers=workers,
                            progress=RichProgress(console, transient=True))
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to continue")
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        stopped("finished work is saved")
     except ValueError as err:
         fail(str(err))
     done = ", ".join(f"{p} {result.seconds[p]:.0f} s" + (" (reused)" if p in result.reused else "")

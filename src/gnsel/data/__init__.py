@@ -9,23 +9,32 @@ from .registry import (
     DATASETS,
     DEFAULT_DATASET,
     DatasetNotFoundError,
+    DatasetShape,
+    check_data,
+    dataset_kwargs_accepted,
     default_root,
+    describe_dataset,
     list_datasets,
     load_dataset,
     register_dataset,
 )
-from .splits import DatasetSplits, RawData, default_n_val, make_splits
+from .splits import DatasetSplits, RawData, default_n_val, make_splits, split_sizes
 
 __all__ = [
     "DATASETS",
     "DEFAULT_DATASET",
     "DatasetNotFoundError",
+    "DatasetShape",
     "DatasetSplits",
     "RawData",
+    "check_data",
+    "dataset_kwargs_accepted",
     "default_n_val",
     "default_root",
+    "describe_dataset",
     "list_datasets",
     "load_dataset",
     "make_splits",
     "register_dataset",
+    "split_sizes",
 ]

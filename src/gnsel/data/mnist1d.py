@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .registry import default_root, register_dataset
+from .registry import DatasetShape, default_root, register_dataset, unknown_kwargs_error
 from .splits import RawData
 
-__all__ = ["mnist1d_args", "mnist1d_cache_path"]
+__all__ = ["describe_mnist1d", "mnist1d_args", "mnist1d_cache_path"]
 
 _CACHE_VERSION = 1
 _EXCLUDED_ARGS = {"url", "seed"}
@@ -42,6 +42,28 @@ def mnist1d_args(num_samples: int = 10000, data_seed: int = 42, **overrides) -> 
     args["seed"] = int(data_seed)
     args.pop("url", None)
     return args
+
+
+def describe_mnist1d(*, num_samples: int = 10000, data_seed: int = 42, cache: bool = True,
+                     **mnist1d_overrides) -> DatasetShape:  # fmt: skip
+    """What :func:`build_mnist1d` gives for these arguments, without generating it: ``make_dataset`` draws
+    ``num_samples // 10`` examples of each of the 10 templates and keeps ``train_split`` of them for training."""
+    del cache
+    from mnist1d.data import get_dataset_args  # heavy: mnist1d imports matplotlib
+
+    overrides = sorted(set(get_dataset_args(as_dict=True)) - _EXCLUDED_ARGS - {"num_samples"})
+    unknown = [k for k in mnist1d_overrides if k not in overrides]
+    if unknown:
+        raise unknown_kwargs_error("mnist1d", unknown, ["num_samples", "data_seed", "cache", *overrides])
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10:
+        raise ValueError(f"mnist1d needs num_samples >= 10 (whole examples per class, 10 classes), got {num_samples!r}")
+    args = mnist1d_args(num_samples=num_samples, data_seed=data_seed, **mnist1d_overrides)
+    split = args["train_split"]
+    if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:
+        raise ValueError(f"mnist1d train_split must be in (0, 1), got {split!r}")
+    total = (num_samples // 10) * 10
+    pool = int(total * split)  # as make_dataset splits
+    return DatasetShape(pool=pool, test=total - pool, input_shape=(int(args["final_seq_length"]),), num_classes=10)
 
 
 def mnist1d_cache_path(args: dict, root: Path | None = None) -> Path:
@@ -78,7 +100,7 @@ def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.remove(tmp)
 
 
-@register_dataset("mnist1d")
+@register_dataset("mnist1d", describe=describe_mnist1d)
 def build_mnist1d(
     *,
     seed: int = 0,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["DatasetSplits", "RawData", "default_n_val", "make_splits", "normalise_stats"]
+__all__ = ["DatasetSplits", "RawData", "default_n_val", "make_splits", "normalise_stats", "split_sizes"]
 
 _MAX_DEFAULT_VAL = 5000
 _EPS = 1e-8
@@ -110,26 +110,36 @@ def normalise_stats(x: torch.Tensor, channel_dim: int | None) -> tuple[torch.Ten
     return mean.float(), std.float()
 
 
-def make_splits(
-    raw: RawData, *, name: str, seed: int = 0, n_train: int | None = None, n_val: int | None = None
-) -> DatasetSplits:
-    """Carve validation from the train pool, subsample ``n_train`` (nested prefix), normalise on train."""
-    pool = len(raw.y_train)
+def split_sizes(pool: int, *, name: str, n_train: int | None = None, n_val: int | None = None,
+                about: str = "") -> tuple[int, int]:  # fmt: skip
+    """``(n_train, n_val)`` that :func:`make_splits` takes from a train pool of ``pool`` examples (``None``:
+    the defaults), or a ValueError saying what the pool can give; ``about`` describes the pool in it."""
+    given_val = n_val is not None
     if n_val is None:
         n_val = default_n_val(pool)
     if not isinstance(n_val, int) or isinstance(n_val, bool) or n_val < 0 or n_val >= pool:
         raise ValueError(
             f"invalid n_val={n_val!r} for dataset {name!r}: must be an integer in [0, {pool - 1}] "
-            f"(the train pool has {pool} examples and at least one must remain for training)"
+            f"(the train pool has {pool} examples{about} and at least one must remain for training)"
         )
     max_train = pool - n_val
     if n_train is None:
         n_train = max_train
     if not isinstance(n_train, int) or isinstance(n_train, bool) or not 1 <= n_train <= max_train:
+        val = f"n_val={n_val}" if given_val else f"the default n_val={n_val} (10%, at most {_MAX_DEFAULT_VAL})"
         raise ValueError(
             f"invalid n_train={n_train!r} for dataset {name!r}: must be an integer in [1, {max_train}]; "
-            f"the maximum is {max_train} (train pool {pool} minus n_val={n_val})"
+            f"the maximum is {max_train} = the train pool of {pool}{about} minus {val}"
         )
+    return n_train, n_val
+
+
+def make_splits(
+    raw: RawData, *, name: str, seed: int = 0, n_train: int | None = None, n_val: int | None = None
+) -> DatasetSplits:
+    """Carve validation from the train pool, subsample ``n_train`` (nested prefix), normalise on train."""
+    pool = len(raw.y_train)
+    n_train, n_val = split_sizes(pool, name=name, n_train=n_train, n_val=n_val)
 
     perm = torch.randperm(pool, generator=torch.Generator().manual_seed(seed))
     val_idx = perm[:n_val]

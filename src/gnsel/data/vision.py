@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torchvision import datasets as tvd
 
-from .registry import DatasetNotFoundError, default_root, register_dataset
+from .registry import DatasetNotFoundError, DatasetShape, default_root, register_dataset
 from .splits import RawData
 
 __all__ = ["VISION_DATASETS", "expected_files"]
@@ -76,14 +76,16 @@ class _Spec:
     cls: type
     cls_no_md5: type
     num_classes: int
+    sizes: tuple[int, int]  # (train, test) of the official release: what n_train is checked against
+    input_shape: tuple[int, int, int]
 
 
 VISION_DATASETS: dict[str, _Spec] = {
-    "mnist": _Spec("mnist", tvd.MNIST, tvd.MNIST, 10),
-    "fashion_mnist": _Spec("mnist", tvd.FashionMNIST, tvd.FashionMNIST, 10),
-    "cifar10": _Spec("cifar", tvd.CIFAR10, _CIFAR10NoMD5, 10),
-    "cifar100": _Spec("cifar", tvd.CIFAR100, _CIFAR100NoMD5, 100),
-    "svhn": _Spec("svhn", tvd.SVHN, _SVHNNoMD5, 10),
+    "mnist": _Spec("mnist", tvd.MNIST, tvd.MNIST, 10, (60000, 10000), (1, 28, 28)),
+    "fashion_mnist": _Spec("mnist", tvd.FashionMNIST, tvd.FashionMNIST, 10, (60000, 10000), (1, 28, 28)),
+    "cifar10": _Spec("cifar", tvd.CIFAR10, _CIFAR10NoMD5, 10, (50000, 10000), (3, 32, 32)),
+    "cifar100": _Spec("cifar", tvd.CIFAR100, _CIFAR100NoMD5, 100, (50000, 10000), (3, 32, 32)),
+    "svhn": _Spec("svhn", tvd.SVHN, _SVHNNoMD5, 10, (73257, 26032), (3, 32, 32)),
 }
 
 
@@ -162,6 +164,14 @@ def _build(name: str, *, root: Path | None, download: bool, verify_checksums: bo
 
 
 def _register(name: str) -> None:
+    spec = VISION_DATASETS[name]
+
+    def describe(*, verify_checksums: bool = True) -> DatasetShape:
+        """The official release's sizes (locally made files, ``verify_checksums=False``, may hold fewer)."""
+        del verify_checksums
+        return DatasetShape(pool=spec.sizes[0], test=spec.sizes[1], input_shape=spec.input_shape,
+                            num_classes=spec.num_classes)  # fmt: skip
+
     def builder(
         *, seed: int = 0, root: Path | None = None, download: bool = False, verify_checksums: bool = True
     ) -> RawData:
@@ -170,7 +180,7 @@ def _register(name: str) -> None:
 
     builder.__name__ = f"build_{name}"
     builder.__doc__ = f"torchvision {VISION_DATASETS[name].cls.__name__} as uint8->float32 NCHW tensors."
-    register_dataset(name)(builder)
+    register_dataset(name, describe=describe)(builder)
 
 
 for _name in VISION_DATASETS:

@@ -142,15 +142,20 @@ def per_sample_grad_sq_norms(
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when available, else the CPU."""
+    """``"auto"`` means CUDA when available, else the CPU; a CUDA device this machine lacks is a GradNormError."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as err:
         raise GradNormError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GradNormError(f"device {device!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= (n := torch.cuda.device_count()):
+        raise GradNormError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    return dev
 
 
 def _batches(data: object, batch_size: int) -> Iterator[tuple[object, Tensor]]:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..models.registry import list_models
 from ..report import Figure, Finding, Section, Table
+from ..training import TrainConfig
 from .cost import CostCase, cost_summary, measure_costs, plot_costs
 from .cost_claim import (
     SPREAD_WARNING,
@@ -59,6 +60,13 @@ class CostPart(StudyPart):
         for key in ("n_examples", "batch_size", "repeats", "naive_examples"):
             check_positive(settings[key], f"cost.{key}")
             check_positive(settings[f"paper_{key}"], f"cost.paper_{key}")
+        for which in ("cases", "paper_cases"):  # the data holds n_examples, takes its kwargs; the model builds
+            for i, c in enumerate(cost_cases(settings, which)):
+                try:
+                    TrainConfig(dataset=c.dataset, dataset_kwargs=c.dataset_kwargs, model=c.model,
+                                model_kwargs=c.model_kwargs, n_train=c.n_examples, batch_size=c.batch_size).validate()
+                except ValueError as err:
+                    raise ValueError(f"cost.{which}[{i}] ({c.label}, n_examples={c.n_examples}): {err}") from None
         warn = settings["spread_warning"]
         if isinstance(warn, bool) or not isinstance(warn, (int, float)) or not warn > 1:
             raise ValueError(f"cost.spread_warning must be a number > 1, got {warn!r}")

@@ -160,6 +160,9 @@ def study_part(cls: P) -> P:
 
 def merge_settings(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``given`` over a deep copy of ``defaults``; a key ``defaults`` lacks is an error naming ``where``."""
+    if not isinstance(given, Mapping):
+        raise ValueError(f"{where} must be a mapping of settings ({', '.join(defaults)}), "
+                         f"got a {type(given).__name__}: {given!r}")  # fmt: skip
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; valid: {', '.join(defaults)}")

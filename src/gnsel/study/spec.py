@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..presets import list_presets, read_preset
 from ..zoo.grid import load_grid
 from .part import PARTS, StudySpec
@@ -29,19 +31,35 @@ def list_study_presets() -> list[str]:
 def load_study(source: str | Path | Mapping[str, Any] = "quick") -> StudySpec:
     """A study from a shipped preset name, a YAML file or a mapping, with defaults filled in and validated."""
     if isinstance(source, Mapping):
-        raw, name = dict(source), str(source.get("name", "custom"))
-    else:
-        raw, name = read_preset(source, "gnsel.study", "study")
-        raw = raw or {}
+        return _load(dict(source), str(source.get("name", "custom")))
+    if not isinstance(source, (str, Path)):
+        raise ValueError(f"a study is a preset name, a YAML file or a mapping, got {source!r}")
+    raw, name = read_preset(source, "gnsel.study", "study")  # a YAML syntax error: file, line and column
+    where = f"study file {source}" if Path(source).is_file() else f"study preset {name!r}"
+    if raw is None:
+        raise ValueError(f"{where} is empty: give the settings of at least one part ({', '.join(PARTS)})")
     if not isinstance(raw, Mapping):
-        raise ValueError(f"a study must be a mapping of part settings, got {type(raw).__name__}")
+        raise ValueError(f"{where} must hold a mapping of part settings ({', '.join(PARTS)}), "
+                         f"got a {type(raw).__name__}")  # fmt: skip
+    try:
+        return _load(raw, name)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _load(raw: Mapping[str, Any], name: str) -> StudySpec:
     top = {"name", "description", "device", *PARTS}
     unknown = sorted(set(raw) - top)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in the study; valid: {', '.join(sorted(top))}")
-    parts = {p: PARTS.get(p).settings(raw.get(p)) for p in PARTS}
-    spec = StudySpec(str(raw.get("name", name)), str(raw.get("description", "")).strip(),
-                     str(raw.get("device", "auto")), parts)  # fmt: skip
+    parts = {p: PARTS.get(p).settings(raw.get(p)) for p in PARTS}  # a part's settings must be a mapping
+    device = str(raw.get("device", "auto"))
+    if device != "auto":
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r} in the study; use auto, cpu, cuda or cuda:N") from None
+    spec = StudySpec(str(raw.get("name", name)), str(raw.get("description", "")).strip(), device, parts)
     validate(spec)
     return spec
 

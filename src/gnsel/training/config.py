@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from ..data import list_datasets
+from ..data import DatasetShape, check_data, list_datasets
 from ..keys import canonical_json, config_hash, json_default
-from ..models import check_model_kwargs
+from ..models import check_model_kwargs, create_model
 
 __all__ = ["DATA_FIELDS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "canonical_json", "config_hash", "json_default"]
 
@@ -113,8 +113,8 @@ class TrainConfig:
         self._check_types()
         self._check_numbers()
         self._check_choices()
-        self._check_dataset()
-        self._check_model()
+        shape = self._check_dataset()
+        self._check_model(shape)
         self._check_device()
         config_hash(self.to_dict())  # everything must be plain JSON
         return self
@@ -149,8 +149,9 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choices: {', '.join(SCHEDULES)}")
 
-    def _check_dataset(self) -> None:
-        """A registered dataset, and no ``dataset_kwargs`` that clash with the config's own fields."""
+    def _check_dataset(self) -> DatasetShape | None:
+        """A registered dataset, ``dataset_kwargs`` its builder accepts (none that clash with the config's own
+        fields), and ``n_train``/``n_val`` that its train pool can give; what the data holds, when known."""
         if self.dataset.lower() not in list_datasets():
             raise ValueError(f"unknown dataset {self.dataset!r}; choices: {', '.join(list_datasets())}")
         clash = [k for k in self.dataset_kwargs if k in _RESERVED_DATASET_KWARGS]
@@ -159,10 +160,27 @@ class TrainConfig:
                 f"dataset_kwargs may not set {', '.join(map(repr, clash))}: use the config fields "
                 "data_seed, n_train and n_val instead"
             )
+        return check_data(self.dataset, self.dataset_kwargs, n_train=self.n_train, n_val=self.n_val)
 
-    def _check_model(self) -> None:
-        """A registered model whose ``model_kwargs`` are accepted hyper-parameters of the right type."""
+    def _check_model(self, shape: DatasetShape | None) -> None:
+        """A registered model whose ``model_kwargs`` are accepted hyper-parameters of the right type, and
+        that can be built for the dataset's inputs and classes (on the meta device: nothing is allocated)."""
         check_model_kwargs(self.model, self.model_kwargs)  # unknown model -> ValueError listing the choices
+        if shape is None:
+            return
+        try:
+            key = f"{self.model}|{shape.input_shape}|{shape.num_classes}|{canonical_json(self.model_kwargs)}"
+        except (TypeError, ValueError):
+            return  # not plain JSON: validate() says so next
+        if key not in _BUILDS:
+            if len(_BUILDS) > 1024:
+                _BUILDS.clear()
+            _BUILDS[key] = _build_error(self.model, self.model_kwargs, shape)
+        if _BUILDS[key]:
+            raise ValueError(
+                f"model {self.model!r} with {self.model_kwargs} cannot be built for dataset {self.dataset!r} "
+                f"(input shape {shape.input_shape}, {shape.num_classes} classes): {_BUILDS[key]}"
+            )
 
     def _check_device(self) -> None:
         """``"auto"`` or a device string torch understands (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
@@ -172,6 +190,25 @@ class TrainConfig:
             torch.device(self.device)
         except RuntimeError as err:
             raise ValueError(f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+
+
+_BUILDS: dict[str, str | None] = {}  # model | input shape | classes | kwargs -> the builder's error, None: builds
+
+
+def _build_error(model: str, kwargs: Mapping[str, Any], shape: DatasetShape) -> str | None:
+    """The ValueError message of building ``model`` for ``shape`` on the meta device, None if it builds.
+
+    Only the builder's own ValueErrors (a width of 0, an input shape the model cannot take) count: any
+    other exception (an operation the meta device lacks) is left for the real build to report.
+    """
+    try:
+        with torch.device("meta"):
+            create_model(model, num_classes=shape.num_classes, input_shape=shape.input_shape, **kwargs)
+    except ValueError as err:
+        return str(err)
+    except Exception:  # noqa: BLE001 - not a bad configuration: the real build will tell
+        return None
+    return None
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {

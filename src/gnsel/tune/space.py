@@ -41,9 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from ..models import list_models, model_defaults
+from ..presets import read_yaml
 from ..training import DATA_FIELDS, TrainConfig
 
 __all__ = ["KINDS", "PBT_MUTABLE", "Param", "SearchSpace", "load_space"]
@@ -314,10 +313,7 @@ def load_space(source: str | Path | Mapping[str, Any]) -> SearchSpace:
     path = Path(source)
     if not path.is_file():
         raise ValueError(f"search space file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"search space file {path} is not valid YAML: {err}") from err
+    spec = read_yaml(path, f"search space file {path}")  # a syntax error: one line, with line and column
     if not isinstance(spec, Mapping):
         raise ValueError(f"search space file {path} must hold a mapping with 'dataset', 'fixed' and 'space'")
     return parse_space({"name": path.stem, **spec})

@@ -13,6 +13,11 @@ and seeds; every value may be a single value or a list, and the grid is their Ca
       n_train: 1000                # one value: a zoo searched or replayed holds its data fixed
       epochs: 15
     seeds: [0]
+
+A grid is checked whole before anything trains: a file that is empty, not a mapping or not YAML, an
+unknown key, a list where a mapping belongs, and every configuration's own validation
+(:meth:`TrainConfig.validate`: the data can give ``n_train``, the dataset takes the ``dataset_kwargs``,
+the model can be built) each give one ValueError naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -50,8 +55,25 @@ def load_grid(source: str | Path | Mapping[str, Any]) -> Grid:
     """A grid from a preset name, a YAML file path, or an already-parsed mapping."""
     if isinstance(source, Mapping):
         return expand_grid(source)
-    spec, name = read_preset(source, "gnsel.zoo", "grid")
-    return expand_grid({"name": name, **(spec if isinstance(spec, Mapping) else {})})
+    if not isinstance(source, (str, Path)):
+        raise ValueError(f"a grid is a preset name, a YAML file or a mapping, got {source!r}")
+    spec, name = read_preset(source, "gnsel.zoo", "grid")  # a YAML syntax error: file, line and column
+    where = f"grid file {source}" if Path(source).is_file() else f"grid preset {name!r}"
+    if spec is None:
+        raise ValueError(f"{where} is empty: give at least 'models' (see docs/zoo.md)")
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where} must hold a mapping of grid keys ({', '.join(_TOP_KEYS)}), "
+                         f"got a {_kind(spec)}")  # fmt: skip
+    try:
+        return expand_grid({"name": name, **spec})
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _kind(value: Any) -> str:
+    """``list``, ``str``, ... as a YAML reader would call what it found."""
+    return {list: "list", tuple: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__)  # fmt: skip
 
 
 def _values(key: str, v: Any) -> list[Any]:
@@ -68,18 +90,36 @@ def _product(spec: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(_values(f"{where}.{k}", spec[k]) for k in keys))]
 
 
+def _mapping(spec: Mapping[str, Any], key: str, example: str) -> dict[str, Any]:
+    """``spec[key]`` as a dict (absent or null: empty), or a ValueError saying a mapping belongs there."""
+    value = spec.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"'{key}' must be a mapping, e.g. {example}, got a {_kind(value)}: {value!r}")
+    return dict(value)
+
+
 def expand_grid(spec: Mapping[str, Any]) -> Grid:
     """Validate a grid mapping and expand it; every error names the bad key or value."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a grid must be a mapping of grid keys ({', '.join(_TOP_KEYS)}), got a {_kind(spec)}")
     unknown = [k for k in spec if k not in _TOP_KEYS]
     if unknown:
         raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {', '.join(_TOP_KEYS)}")
+    if not set(spec) - {"name", "description"}:
+        raise ValueError("the grid is empty: give at least 'models' (see docs/zoo.md)")
     if "dataset" in spec and "datasets" in spec:
         raise ValueError("give either 'dataset' or 'datasets', not both")
     datasets = _values("datasets", spec.get("datasets", spec.get("dataset", "mnist1d")))
-    models = spec.get("models") or {"mlp": {}}
-    if not isinstance(models, Mapping):
-        raise ValueError("'models' must map model names to their hyper-parameters, e.g. {mlp: {width: [64, 256]}}")
-    train = dict(spec.get("train") or {})
+    bad = [d for d in datasets if not isinstance(d, str)]
+    if bad:
+        raise ValueError(f"'datasets' must be dataset names, got {bad[0]!r}")
+    if "models" in spec and not spec["models"]:
+        raise ValueError("'models' is empty: map at least one model to its hyper-parameters, e.g. {mlp: {width: 64}}")
+    models = _mapping(spec, "models", "{mlp: {width: [64, 256]}}") or {"mlp": {}}
+    train = _mapping(spec, "train", "{lr: [0.01, 0.1], epochs: 20}")
+    dataset_kwargs = _mapping(spec, "dataset_kwargs", "{num_samples: 4000}")
     bad = [k for k in train if k in _NOT_IN_TRAIN or k not in TrainConfig.field_names()]
     if bad:
         valid = [k for k in TrainConfig.field_names() if k not in _NOT_IN_TRAIN]
@@ -91,7 +131,7 @@ def expand_grid(spec: Mapping[str, Any]) -> Grid:
         datasets, models.items(), _product(train, "train"), seeds
     ):
         for mkw in _product(mspec or {}, f"models.{model}"):
-            cfg = TrainConfig(dataset=dataset, dataset_kwargs=dict(spec.get("dataset_kwargs") or {}),
+            cfg = TrainConfig(dataset=dataset, dataset_kwargs=dict(dataset_kwargs),
                               model=model, model_kwargs=mkw, seed=seed, **tkw)
             try:
                 cfg.validate()
