@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnsel.store import SCHEMA_VERSION, Store, config_hash
+from gnsel.store import SCHEMA_VERSION, CheckpointError, Store, config_hash
 
 CFG = {"model": "mlp", "width": 64, "lr": 0.1, "opt": {"name": "sgd", "momentum": 0.9}, "seed": 0}
 
@@ -152,8 +152,9 @@ def test_claim_after_interruption_deletes_partial_epochs(store: Store) -> None:
         store.add_epoch(rid, e, {"loss": float(e)})
     store.put_measure(rid, 4, "gn", 1.0)
     store.save_checkpoint(rid, 4, {"w": np.zeros(1).tolist()})
-    # the worker is killed here; on resume stale 'running' runs go back to 'pending'
-    assert store.reset_running() == 2
+    # the worker is killed here; on resume 'running' runs whose owner is gone go back to 'pending'
+    assert store.reset_running() == 0  # this owner is alive: nothing to reset
+    assert Store(store.path, lease=0.0).reset_running() == 2  # seen by a build for which its lease ran out
     assert store.run_status(rid) == "pending"
     assert store.pending_runs([rid, keep]) == [rid, keep]
 
@@ -310,7 +311,7 @@ def test_checkpoint_round_trip_weights_only(store: Store, tmp_path: Path) -> Non
     rid = store.register_run(CFG)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     path = store.save_checkpoint(rid, 2, model.state_dict())
-    assert path == store.path.parent / "checkpoints" / rid / "epoch_2.pt"
+    assert path == store.path.parent / "gnsel.db.checkpoints" / rid / "epoch_2.pt"  # the store's own folder
     store.save_checkpoint(rid, 10, {"model": model.state_dict(), "epoch": 10, "lr": [0.1]})
     assert store.checkpoint_epochs(rid) == [2, 10]
     assert sorted(p.name for p in path.parent.iterdir()) == ["epoch_10.pt", "epoch_2.pt"]  # no temp files
@@ -322,8 +323,9 @@ def test_checkpoint_round_trip_weights_only(store: Store, tmp_path: Path) -> Non
     assert store.load_checkpoint(rid, 10)["lr"] == [0.1]
 
     torch.save({"evil": _NotAllowed()}, path)  # a pickle of an arbitrary object
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint") as err:
         store.load_checkpoint(rid, 2)
+    assert isinstance(err.value.__cause__, pickle.UnpicklingError)  # refused by weights_only
     with pytest.raises(FileNotFoundError):
         store.load_checkpoint(rid, 3)
 

@@ -27,6 +27,7 @@ def correlate(
     # heavy: the measures and the correlation (torch, pandas, scipy, matplotlib) load only when it runs
     from ..zoo.correlate import correlate as run_correlate
     from ..measures import get_measure, list_measures
+    from ..store import StoreError
 
     if list_choices:
         table = Table(title="generalization measures")
@@ -47,7 +48,7 @@ def correlate(
             store, measures=names, target=target, out_dir=out, device=device, per_epoch=per_epoch,
             progress=RichProgress(console, transient=True),
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, StoreError) as err:
         fail(str(err))
     cols = {"kendall": "Kendall", "spearman": "Spearman", "granulated": "granulated", "cmi": "CMI",
             "sign_error": "sign err", "sign_error_max": "worst"}  # fmt: skip
@@ -69,6 +70,12 @@ def correlate(
     for name, row in report.granulated.iterrows():
         g.add_row(name, *(f"{v:+.2f}" if v == v else "-" for v in row))
     console.print(g)
+    if report.unreadable:
+        n_runs = len(report.values)
+        console.print(f"warning: {len(report.unreadable)} of {n_runs} runs have no readable checkpoint; their "
+                      "checkpoint measures are NaN:", markup=False)  # fmt: skip
+        for line in list(report.unreadable.values())[:5]:
+            console.print(f"  {line}", markup=False)
     console.print(f"{len(report.files)} files in {out} ({report.seconds:.1f} s)")
 
 

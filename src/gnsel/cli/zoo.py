@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .common import console, fail
 from .progress import RichProgress
@@ -27,7 +28,12 @@ def zoo_build(
     address: Optional[str] = typer.Option(None, help="A Ray cluster address (e.g. auto or ray://host:10001)."),
     retry_failed: bool = typer.Option(True, help="Redo runs that failed before."),
 ) -> None:
-    """Train every configuration of a grid; re-running skips finished runs and redoes unfinished ones."""
+    """Train every configuration of a grid; re-running skips finished runs and redoes unfinished ones.
+
+    Exits 0 when every run of the grid is done, 1 when some failed (listed by ``gnsel zoo status``), 2 on an
+    error (a bad grid, a store that is not a store, read-only or on a full disk).
+    """
+    from ..store import StoreError  # heavy: torch (through the gnsel package)
     from ..zoo import build_zoo, load_grid  # heavy: torch, ray
 
     if preset and grid:
@@ -37,26 +43,40 @@ def zoo_build(
     except ValueError as err:
         fail(str(err))
     console.print(f"grid [bold]{g.name}[/]: {len(g.configs)} runs -> {store}")
-    summary = build_zoo(g.configs, store, workers=workers, address=address, retry_failed=retry_failed,
-                        progress=RichProgress(console))
+    try:
+        summary = build_zoo(g.configs, store, workers=workers, address=address, retry_failed=retry_failed,
+                            progress=RichProgress(console))
+    except StoreError as err:
+        fail(str(err))
+    elsewhere = f", {summary.elsewhere} settled by another build" if summary.elsewhere else ""
     console.print(
-        f"{summary.done} trained, {summary.skipped} already done, {summary.failed} failed "
-        f"in {summary.seconds:.1f} s; store: {store}"
+        f"{summary.done} trained, {summary.skipped} already done{elsewhere}, {summary.failed} failed "
+        f"in {summary.seconds:.1f} s; store: {escape(str(store))}"
     )
     for rid, err in list(summary.errors.items())[:5]:
-        console.print(f"  [red]failed[/] {rid}: {err.splitlines()[-1] if err else ''}")
+        console.print(f"  [red]failed[/] {rid}: {escape(err.splitlines()[-1]) if err else ''}")
+    if not summary.ok:
+        console.print(f"{summary.unfinished} of {summary.total} runs failed (see `gnsel zoo status`)", markup=False)
+        raise typer.Exit(code=1)
 
 
 @zoo_app.command("status")
 def zoo_status(store: Path = typer.Option(Path("gnsel-out/zoo.sqlite"), help="The SQLite store.")) -> None:
     """How many runs of the store are done, failed, running or pending, and how many met the training criterion."""
-    from ..store import Store  # heavy: pandas
+    from ..store import Store, StoreError  # heavy: pandas
 
     if not store.exists():
         fail(f"no store at {store}")
-    runs = Store(store).runs_frame()
+    try:
+        opened = Store(store, mode="r")
+        runs = opened.runs_frame()
+        live = len(opened.live_claims())
+    except StoreError as err:
+        fail(str(err))
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
     line = " ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "empty store"
+    if counts.get("running"):
+        line += f" ({live} of the running held by a live build)"
     done = runs[runs["status"] == "done"] if len(runs) else runs
     if len(done) and done["converged"].notna().any():
         met = int(done["converged"].fillna(False).sum())
@@ -70,11 +90,15 @@ def zoo_export(
     out: Path = typer.Option(Path("gnsel-out/export"), help="Folder for runs/epochs/measures as CSV and Parquet."),
 ) -> None:
     """Write the store's tables as CSV and Parquet files."""
-    from ..store import Store  # heavy: pandas
+    from ..store import Store, StoreError  # heavy: pandas
 
     if not store.exists():
         fail(f"no store at {store}")
-    for path in Store(store).export(out):
+    try:
+        paths = Store(store, mode="r").export(out)
+    except StoreError as err:
+        fail(str(err))
+    for path in paths:
         console.print(str(path))
 
 

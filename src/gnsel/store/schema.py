@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.owner and runs.heartbeat (claims with a lease); 1 is migrated on open
 STATUSES = ("pending", "running", "done", "failed")
 
 _COLUMN_RE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at    TEXT,
     seconds        REAL,
     checkpoint_dir TEXT,
-    extra_json     TEXT
+    extra_json     TEXT,
+    owner          TEXT,
+    heartbeat      REAL
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE TABLE IF NOT EXISTS epochs (
@@ -54,6 +56,9 @@ CREATE TABLE IF NOT EXISTS measures (
     PRIMARY KEY (run_id, epoch, measure)
 );
 """
+
+# Version 1 -> 2: who holds a running run, and when it last said so (see gnsel.store.claims).
+_MIGRATE_1_TO_2 = ("ALTER TABLE runs ADD COLUMN owner TEXT", "ALTER TABLE runs ADD COLUMN heartbeat REAL")
 
 
 def _now() -> str:

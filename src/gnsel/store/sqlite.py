@@ -1,6 +1,7 @@
-"""The SQLite :class:`Store`: runs, per-epoch metrics, cached measures, and where checkpoints live.
+"""The SQLite :class:`Store`: runs, per-epoch metrics, cached measures, claims and where checkpoints live.
 
-See :mod:`gnsel.store` for the tables and the concurrency guarantees.
+See :mod:`gnsel.store` for the tables and the concurrency guarantees, :mod:`gnsel.store.claims` for who
+may write a run, :mod:`gnsel.store.checkpoints` for the checkpoint layout.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -16,12 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..keys import canonical_json, config_hash, json_default
-from .checkpoints import load_state, remove_states, save_state, saved_epochs
-from .export import check_formats, write_frames
+from .checkpoints import CheckpointsMixin
+from .claims import LEASE_SECONDS, ClaimsMixin, new_owner
+from .errors import NotAStoreError, ReadOnlyStoreError, StoreError, translate, translate_os
+from .frames import TablesMixin
+from .opening import MODES, check_file, connect_readonly, writable
 from .schema import (
     _CHUNK,
-    _EPOCH_KEYS,
     _MEASURE_COLUMNS,
+    _MIGRATE_1_TO_2,
     _RUN_COLUMNS,
     _SCHEMA,
     SCHEMA_VERSION,
@@ -44,34 +49,64 @@ _ABANDONED: list[sqlite3.Connection] = []
 T = TypeVar("T")
 
 
-class Store:
-    """SQLite store of runs, epochs, measures and checkpoints (one file, many processes)."""
+class Store(ClaimsMixin, CheckpointsMixin, TablesMixin):
+    """SQLite store of runs, epochs, measures and checkpoints (one file, many processes).
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float = 60.0) -> None:
-        """Open (creating file and schema if missing) the store at ``path``."""
+    ``mode``: ``"auto"`` (the default) writes where the file and its folder are writable and otherwise opens
+    the store read-only (reading works, a write raises :class:`ReadOnlyStoreError`); ``"w"`` requires a
+    writable store (ReadOnlyStoreError at once otherwise); ``"r"`` only reads (never creates, migrates or
+    writes anything; the file must exist). ``owner`` is the token this object claims runs with (default: a
+    fresh ``host:pid:random``); ``lease`` how old another owner's heartbeat must be before its runs count as
+    abandoned (:data:`gnsel.store.claims.LEASE_SECONDS`). A file that is not a gnsel store raises
+    :class:`NotAStoreError` before anything is written.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        timeout: float = 60.0,
+        *,
+        mode: str = "auto",
+        owner: str | None = None,
+        lease: float = LEASE_SECONDS,
+    ) -> None:
+        """Open (creating file and schema if missing, unless read-only) the store at ``path``."""
+        if mode not in MODES:
+            raise ValueError(f"unknown store mode {mode!r}; use one of {', '.join(MODES)}")
         self.path = Path(path).expanduser().resolve()
         self.timeout = float(timeout)
+        self.mode = mode
+        self.owner = owner or new_owner()
+        self.lease = float(lease)
         self._setup()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection()  # fail early, create the schema
 
     def _setup(self) -> None:
-        """Reset per-process state (connection, caches, lock)."""
+        """Reset per-process state (connection, caches, lock, claims)."""
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None
         self._lock = threading.RLock()
         self._epoch_cols: set[str] = set()
+        self._claims: set[str] = set()
+        self._readonly: str | None = None  # why the store is read-only; "" when writable; None before opening
+        self._copy: Path | None = None  # the temporary copy a read-only store is read from, if any
+        self._version = SCHEMA_VERSION
 
     # -- pickling / lifecycle ------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle only the path and timeout; connections are reopened lazily."""
-        return {"path": str(self.path), "timeout": self.timeout}
+        """Pickle only the path and settings (a handed-over Store claims as the same owner); connections
+        are reopened lazily."""
+        return {"path": str(self.path), "timeout": self.timeout, "mode": self.mode, "owner": self.owner,
+                "lease": self.lease}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`__getstate__` without opening a connection."""
         self.path = Path(state["path"])
         self.timeout = float(state["timeout"])
+        self.mode = state.get("mode", "auto")
+        self.owner = state.get("owner") or new_owner()
+        self.lease = float(state.get("lease", LEASE_SECONDS))
         self._setup()
 
     def __repr__(self) -> str:
@@ -96,8 +131,37 @@ class Store:
             self._conn = None
             self._pid = None
             self._epoch_cols = set()
+            if self._copy is not None:
+                shutil.rmtree(self._copy, ignore_errors=True)
+                self._copy = None
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this store refuses writes (opened ``mode="r"``, or its file or folder is not writable)."""
+        self._connection()
+        return bool(self._readonly)
 
     # -- connection & transactions -------------------------------------------------
+
+    def _decide_mode(self) -> str:
+        """Why the store is read-only ("" if it is writable); raises when it must be and cannot be written."""
+        check_file(self.path)
+        if self.mode == "r":
+            if not self.path.is_file():
+                raise StoreError(f"no store at {self.path}")
+            return "opened read-only"
+        ok, why = writable(self.path)
+        if ok:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise translate_os(exc, self.path, "its folder") from exc
+            return ""
+        if not self.path.exists():
+            raise ReadOnlyStoreError(f"cannot create the store {self.path}: {why}")
+        if self.mode == "w":
+            raise ReadOnlyStoreError(f"{self.path} is read-only ({why})")
+        return why
 
     def _connection(self) -> sqlite3.Connection:
         """This process's connection, opened (and the schema ensured) on first use."""
@@ -108,24 +172,33 @@ class Store:
             if self._conn is not None:  # inherited through fork: never touch it
                 _ABANDONED.append(self._conn)
             self._conn, self._pid, self._epoch_cols = None, None, set()
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+            self._readonly = self._decide_mode()
+            if self._readonly:
+                conn, self._copy = connect_readonly(self.path, self.timeout)
+            else:
+                try:
+                    conn = sqlite3.connect(
+                        self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                    )
+                except sqlite3.Error as exc:
+                    raise translate(exc, self.path) from exc
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-                conn.execute("PRAGMA synchronous = NORMAL")
-                self._ensure_schema(conn)
+                version = self._retry(lambda: self._schema_version(conn))  # refuses a foreign file before any write
+                if not self._readonly:
+                    self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                self._ensure_schema(conn, version)
             except BaseException:
                 conn.close()
                 raise
             self._conn, self._pid = conn, pid
             return conn
 
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        """Create missing tables and record/check the schema version."""
-        version = self._schema_version(conn)
+    def _ensure_schema(self, conn: sqlite3.Connection, version: int | None) -> None:
+        """Create missing tables (or migrate an older version) and record/check the schema version."""
         if version is None:
+
             def create(c: sqlite3.Connection) -> None:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
@@ -138,32 +211,53 @@ class Store:
             self._write(create, conn)
             version = self._schema_version(conn)
         if version is None or version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreError(
                 f"{self.path}: schema version {version} is not supported "
                 f"(this gnsel writes version {SCHEMA_VERSION})"
             )
+        if version < SCHEMA_VERSION and not self._readonly:
+            self._write(self._migrate, conn)
+            version = SCHEMA_VERSION
+        self._version = version
 
-    @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> int | None:
-        """Schema version recorded in ``meta``, or None for a fresh file."""
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring a version-1 store to the current schema (inside a write transaction; another process may
+        have done it already)."""
+        if self._schema_version(conn) != 1:
+            return
+        for stmt in _MIGRATE_1_TO_2:
+            conn.execute(stmt)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        """Schema version recorded in ``meta``, or None for a fresh file; NotAStoreError for another program's
+        database, or an empty file opened read-only."""
         has_meta = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ).fetchone()
         if not has_meta:
+            if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                raise NotAStoreError(f"{self.path} is not a gnsel store (an SQLite database without gnsel's tables)")
+            if self._readonly:
+                raise NotAStoreError(f"{self.path} is not a gnsel store (an empty file)")
             return None
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row[0]) if row else None
 
     def _retry(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` again (with jittered back-off) while SQLite reports a lock."""
+        """Call ``fn`` again (with jittered back-off) while SQLite reports a lock; other SQLite errors about
+        the file (not a database, read-only, disk full) become a one-line :class:`StoreError`."""
         deadline = time.monotonic() + self.timeout
         delay = 0.01
         while True:
             try:
                 return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
+            except sqlite3.Error as exc:
+                if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)) or time.monotonic() >= deadline:
+                    err = translate(exc, self.path)
+                    if err is exc:
+                        raise
+                    raise err from exc
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
 
@@ -171,6 +265,8 @@ class Store:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction, retried when locked."""
         with self._lock:
             conn = conn if conn is not None else self._connection()
+            if self._readonly:
+                raise ReadOnlyStoreError(f"{self.path} is read-only ({self._readonly}): cannot write to it")
 
             def attempt() -> T:
                 conn.execute("BEGIN IMMEDIATE")
@@ -224,65 +320,42 @@ class Store:
         self._write(insert)
         return [run_id for run_id, _ in rows]
 
-    def claim_run(self, run_id: str) -> bool:
-        """Start (or restart from scratch) a run unless it is done; False if already done.
+    def finish_run(
+        self, run_id: str, seconds: float, extra: Mapping[str, Any] | None = None, *, owner: str | None = None
+    ) -> None:
+        """Mark a run done with its wall time and optional extra JSON-able info.
 
-        Atomically sets status 'running', increments attempts, stamps started_at and
-        deletes the run's epoch and measure rows left by an interrupted attempt; stale
-        ``epoch_*.pt`` files in its checkpoint directory are removed after the commit.
-        A run another live process is running is taken over: use one claimer per run.
+        Refused with StaleClaimError if this object claimed the run (or ``owner``, a claim lineage, is given)
+        and the run is no longer that claimant's; see :meth:`claim`.
         """
-
-        def claim(conn: sqlite3.Connection) -> tuple[bool, str | None]:
-            row = conn.execute(
-                "SELECT status, checkpoint_dir FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"unknown run {run_id!r}")
-            if row[0] == "done":
-                return False, None
-            conn.execute(
-                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?,"
-                " finished_at = NULL, seconds = NULL, error = NULL WHERE run_id = ?",
-                (_now(), run_id),
-            )
-            conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM measures WHERE run_id = ?", (run_id,))
-            return True, row[1]
-
-        claimed, ckpt_dir = self._write(claim)
-        if not claimed:
-            return False
-        if ckpt_dir:
-            remove_states(Path(ckpt_dir))
-        return True
-
-    def finish_run(self, run_id: str, seconds: float, extra: Mapping[str, Any] | None = None) -> None:
-        """Mark a run done with its wall time and optional extra JSON-able info."""
         extra_json = None if extra is None else json.dumps(dict(extra), sort_keys=True, default=json_default)
         self._update_run(
             run_id,
             "status = 'done', error = NULL, finished_at = ?, seconds = ?, extra_json = ?",
-            (_now(), float(seconds), extra_json),
-        )
+            (_now(), float(seconds), extra_json), owner,
+        )  # fmt: skip
 
-    def fail_run(self, run_id: str, error: str, seconds: float | None = None) -> None:
-        """Mark a run failed, keeping the error text (e.g. a traceback)."""
+    def fail_run(self, run_id: str, error: str, seconds: float | None = None, *, owner: str | None = None) -> None:
+        """Mark a run failed, keeping the error text (e.g. a traceback); checked like :meth:`finish_run`."""
         self._update_run(
             run_id,
             "status = 'failed', error = ?, finished_at = ?, seconds = ?",
-            (str(error), _now(), None if seconds is None else float(seconds)),
-        )
+            (str(error), _now(), None if seconds is None else float(seconds)), owner,
+        )  # fmt: skip
 
-    def _update_run(self, run_id: str, assignments: str, params: tuple[Any, ...]) -> None:
-        """``UPDATE runs SET <assignments> WHERE run_id = ?``; KeyError if no such run."""
+    def _update_run(self, run_id: str, assignments: str, params: tuple[Any, ...], owner: str | None = None) -> None:
+        """``UPDATE runs SET <assignments> WHERE run_id = ?`` after the claim check; KeyError if no such run.
+        A finished or failed run is no longer this object's claim (later writes are not checked)."""
 
         def update(conn: sqlite3.Connection) -> None:
+            self._guard(conn, run_id, owner)
             cur = conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*params, run_id))
             if cur.rowcount == 0:
                 raise KeyError(f"unknown run {run_id!r}")
 
         self._write(update)
+        if "status" in assignments:
+            self._claims.discard(run_id)
 
     def run_status(self, run_id: str) -> str | None:
         """Status of a run ('pending'|'running'|'done'|'failed'), None if unregistered."""
@@ -321,11 +394,18 @@ class Store:
             )
         return [r for r in ids if r not in done]
 
-    def reset_running(self) -> int:
-        """Turn stale 'running' runs into 'pending' (resume after a kill); return how many."""
-        return self._write(
-            lambda c: c.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'").rowcount
-        )
+    def run_states(self, run_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """``{run_id: (status, attempts)}`` of the given runs that are registered."""
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for rid, status, attempts in self._read(
+                f"SELECT run_id, status, attempts FROM runs WHERE run_id IN ({marks})", chunk
+            ):
+                out[rid] = (status, int(attempts))
+        return out
 
     # -- epochs --------------------------------------------------------------------
 
@@ -352,7 +432,8 @@ class Store:
         """Write many epochs in one transaction (all or none); return the row count.
 
         Each row is either ``{"epoch": k, **metrics}`` or a pair ``(k, metrics)``.
-        New metric names become REAL columns; names must match ``[a-z_][a-z0-9_]*``.
+        New metric names become REAL columns; names must match ``[a-z_][a-z0-9_]*``. Refused with
+        StaleClaimError if this object claimed the run and it is no longer its claim.
         """
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         count = 0
@@ -380,6 +461,7 @@ class Store:
         def insert(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise KeyError(f"unknown run {run_id!r}")
+            self._guard(conn, run_id)
             self._ensure_columns(conn, {k for keys in groups for k in keys})
             for keys, params in groups.items():
                 cols = ", ".join(["run_id", "epoch", *(f'"{k}"' for k in keys)])
@@ -388,10 +470,6 @@ class Store:
 
         self._write(insert)
         return count
-
-    def metric_columns(self) -> list[str]:
-        """Names of the metric columns of the epochs table, in creation order."""
-        return [r[1] for r in self._read("PRAGMA table_info(epochs)") if r[1] not in _EPOCH_KEYS]
 
     # -- measures ------------------------------------------------------------------
 
@@ -424,149 +502,3 @@ class Store:
             (run_id, _to_int("epoch", epoch), measure),
         )
         return dict(zip(_MEASURE_COLUMNS, rows[0])) if rows else None
-
-    def get_measures(
-        self, run_ids: Iterable[str] | None = None, measure: str | None = None
-    ) -> pd.DataFrame:
-        """Cached measures (optionally of some runs / one measure) as a DataFrame."""
-        where, params = [], []
-        if measure is not None:
-            where.append("measure = ?")
-            params.append(measure)
-        return self._chunked_frame(
-            f"SELECT {', '.join(_MEASURE_COLUMNS)} FROM measures",
-            where, params, run_ids, "ORDER BY run_id, epoch, measure",
-            float_cols=("value", "seconds"),
-        )
-
-    # -- checkpoints ---------------------------------------------------------------
-
-    def _checkpoint_dir(self, run_id: str, root: str | os.PathLike[str] | None) -> Path:
-        """Directory of a run's checkpoints: ``root/run_id``, the recorded one, or the default."""
-        if root is not None:
-            return Path(root) / run_id
-        rows = self._read("SELECT checkpoint_dir FROM runs WHERE run_id = ?", (run_id,))
-        if rows and rows[0][0]:
-            return Path(rows[0][0])
-        return self.path.parent / "checkpoints" / run_id
-
-    def save_checkpoint(
-        self,
-        run_id: str,
-        epoch: int,
-        state_dict: Mapping[str, Any],
-        root: str | os.PathLike[str] | None = None,
-    ) -> Path:
-        """Atomically ``torch.save`` a state dict to ``<root>/<run_id>/epoch_<k>.pt``; return its path."""
-        epoch = _to_int("epoch", epoch)
-        if self.run_status(run_id) is None:
-            raise KeyError(f"unknown run {run_id!r}")
-        directory = (Path(root) if root is not None else self.path.parent / "checkpoints") / run_id
-        directory = directory.resolve()
-        target = save_state(directory, epoch, state_dict)
-        self._update_run(run_id, "checkpoint_dir = ?", (str(directory),))
-        return target
-
-    def load_checkpoint(
-        self,
-        run_id: str,
-        epoch: int,
-        map_location: Any = "cpu",
-        root: str | os.PathLike[str] | None = None,
-    ) -> dict[str, Any]:
-        """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary pickles)."""
-        path = self._checkpoint_dir(run_id, root) / f"epoch_{_to_int('epoch', epoch)}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint for run {run_id!r} at epoch {epoch}: {path}")
-        return load_state(path, map_location)
-
-    def checkpoint_epochs(self, run_id: str, root: str | os.PathLike[str] | None = None) -> list[int]:
-        """Sorted epochs for which the run has a checkpoint file."""
-        return saved_epochs(self._checkpoint_dir(run_id, root))
-
-    # -- reading -------------------------------------------------------------------
-
-    def _chunked_frame(
-        self,
-        select: str,
-        where: list[str],
-        params: list[Any],
-        run_ids: Iterable[str] | None,
-        order: str,
-        float_cols: Iterable[str] = (),
-    ) -> pd.DataFrame:
-        """Run ``select`` filtered by ``where`` and (chunked) run ids; concat the parts."""
-        import pandas as pd  # heavy: pandas (writers in worker processes never read frames)
-
-        def query(extra: list[str], extra_params: list[Any]) -> pd.DataFrame:
-            clauses = where + extra
-            sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "") + " " + order
-            return self._frame(sql, params + extra_params)
-
-        if run_ids is None:
-            df = query([], [])
-        else:
-            ids = list(dict.fromkeys(run_ids))
-            parts = [
-                query([f"run_id IN ({','.join('?' * len(chunk))})"], chunk)
-                for chunk in (ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK))
-            ] or [query(["0"], [])]
-            df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        for col in float_cols:
-            if col in df.columns:
-                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        return df
-
-    def runs_frame(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
-        """Runs (optionally filtered by status) with the config flattened into ``cfg.*`` columns.
-
-        ``converged`` (whether a finished run met its training criterion ``stop_loss``; empty without one or
-        before it finished) and ``stop_epoch`` (its last epoch) come from what the build recorded.
-        """
-        import pandas as pd  # heavy: pandas (writers in worker processes never read frames)
-
-        where, params = [], []
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(statuses)
-        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
-        df = self._frame(sql, params)
-        df["attempts"] = df["attempts"].astype("int64")
-        df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce").astype("float64")
-        extra = [json.loads(s) if isinstance(s, str) and s else {} for s in df["extra_json"]]
-        df["converged"] = pd.array([e.get("converged") for e in extra], dtype="boolean")
-        df["stop_epoch"] = pd.array([e.get("stop_epoch") for e in extra], dtype="Int64")
-        if len(df):
-            cfg = pd.json_normalize([json.loads(s) for s in df["config_json"]])
-            cfg.columns = [f"cfg.{c}" for c in cfg.columns]
-            df = pd.concat([df, cfg], axis=1)
-        return df
-
-    def epochs_frame(
-        self, run_ids: Iterable[str] | None = None, with_config: bool = False
-    ) -> pd.DataFrame:
-        """Epoch rows (all metric columns as float), optionally joined with ``cfg.*`` columns."""
-        metrics = self.metric_columns()
-        df = self._chunked_frame(
-            "SELECT * FROM epochs", [], [], run_ids, "ORDER BY run_id, epoch", float_cols=metrics
-        )
-        df["epoch"] = df["epoch"].astype("int64")
-        if with_config:
-            runs = self.runs_frame()
-            cfg_cols = ["run_id", *(c for c in runs.columns if c.startswith("cfg."))]
-            df = df.merge(runs[cfg_cols], on="run_id", how="left")
-        return df
-
-    def export(
-        self, out_dir: str | os.PathLike[str], formats: Iterable[str] = ("csv", "parquet")
-    ) -> list[Path]:
-        """Write runs/epochs/measures as ``.csv`` and/or ``.parquet`` into ``out_dir``; return the paths."""
-        formats = check_formats(formats)
-        frames = {
-            "runs": self.runs_frame(),
-            "epochs": self.epochs_frame(),
-            "measures": self.get_measures(),
-        }
-        return write_frames(frames, out_dir, formats)

@@ -29,7 +29,7 @@ from ..analysis import (
 )
 from ..measures import get_measure, list_measures, per_epoch_measures
 from ..progress import SILENT, Progress
-from ..store import Store
+from ..store import CheckpointError, Store
 from ..training import TrainConfig, build
 from .measure import measure_run
 
@@ -46,7 +46,8 @@ _NOT_HPARAMS = ("cfg.seed", "cfg.device", "cfg.data_seed", "cfg.stop_loss")  # s
 @dataclass
 class CorrelateReport:
     """What ``correlate`` produced: the score table, granulated Kendall per hyper-parameter,
-    scores over epochs, per-run measure values, why some measures failed, and the files written."""
+    scores over epochs, per-run measure values, why some measures failed, the runs whose checkpoints could not
+    be read (run id -> one line; their checkpoint-based measures are NaN), and the files written."""
 
     scores: pd.DataFrame
     granulated: pd.DataFrame
@@ -56,6 +57,7 @@ class CorrelateReport:
     hparams: list[str]
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def hparam_columns(runs: pd.DataFrame) -> list[str]:
@@ -121,7 +123,8 @@ def correlate(
     """Score every measure against ``target`` over the finished runs of a store; write CSV and PNG files.
 
     ``progress`` gets one bar, ``measures``, over the runs as their measures are computed (or read from the
-    store's cache).
+    store's cache). A run whose checkpoint is missing or unreadable (random bytes, empty, wrong keys) gets NaN
+    for the measures computed from checkpoints, and a line in ``report.unreadable``; the others are scored.
     """
     t0 = time.perf_counter()
     store = Store(store_path)
@@ -146,10 +149,18 @@ def correlate(
         if n in recorded:
             table[n] = recorded[n](last)
     todo = [n for n in names if n not in recorded]
+    unreadable: dict[str, str] = {}
+    for n in todo:
+        table[n] = math.nan
     with progress.task("measures", total=len(table)) as bar:
         for rid in table.index:
             if todo:
-                for n, res in measure_run(store, rid, todo, device=device).items():
+                try:
+                    results = measure_run(store, rid, todo, device=device)
+                except (CheckpointError, FileNotFoundError) as err:  # this run's measures stay NaN
+                    unreadable[rid] = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                    results = {}
+                for n, res in results.items():
                     table.loc[rid, n] = res.value
                     if res.error and n not in failures:
                         failures[n] = res.error.strip().splitlines()[-1]
@@ -164,7 +175,8 @@ def correlate(
     granulated = scores[psi_cols].rename(columns=lambda c: c[4:-1].removeprefix("cfg."))
     granulated["overall"] = scores["granulated"]
     over_epochs = _per_epoch_scores(epochs, runs, hparams, target, n_test, recorded) if per_epoch else pd.DataFrame()
-    report = CorrelateReport(scores, granulated, over_epochs, table, failures, hparams, seconds=time.perf_counter() - t0)
+    report = CorrelateReport(scores, granulated, over_epochs, table, failures, hparams, seconds=time.perf_counter() - t0,
+                             unreadable=unreadable)
     if out_dir is not None:
         report.files = write_report(report, Path(out_dir), target)
     return report

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ import torch
 from ..training import TrainConfig
 from ..gradnorm import resolve_device
 from ..measures import MeasureContext, MeasureValue, compute_measure, list_measures
-from ..store import Store
+from ..store import CheckpointError, Store
 from ..training import build, probe_set
 
 __all__ = ["load_context", "measure_run"]
@@ -38,6 +38,7 @@ def load_context(
     and ``download`` go to the data loader), loads the checkpoint of ``epoch`` and, when saved, that of
     epoch 0 as ``init_model`` (both on ``device``, eval mode); ``train_data`` is the run's probe set
     (:func:`gnsel.training.probe_set`) and ``row`` its stored metrics at ``epoch`` (empty if none).
+    A checkpoint that cannot be read or does not fit the model raises :class:`gnsel.store.CheckpointError`.
     """
     cfg = TrainConfig.from_dict(store.get_config(run_id))
     epochs = store.checkpoint_epochs(run_id, checkpoint_root)
@@ -52,9 +53,9 @@ def load_context(
     init_model = None
     if 0 in epochs:
         init_model = copy.deepcopy(model)
-        init_model.load_state_dict(store.load_checkpoint(run_id, 0, root=checkpoint_root))
+        _load_into(init_model, store, run_id, 0, checkpoint_root)
         init_model.to(dev).eval()
-    model.load_state_dict(store.load_checkpoint(run_id, epoch, root=checkpoint_root))
+    _load_into(model, store, run_id, epoch, checkpoint_root)
     model.to(dev).eval()
     frame = store.epochs_frame([run_id])
     rows = frame[frame["epoch"] == epoch].to_dict("records")
@@ -63,6 +64,18 @@ def load_context(
         model=model, init_model=init_model, train_data=probe_set(splits, cfg), row=row,
         config=cfg.to_dict(), device=dev, seed=seed, options=dict(options or {}),
     )  # fmt: skip
+
+
+def _load_into(model: torch.nn.Module, store: Store, run_id: str, epoch: int, root: str | os.PathLike | None) -> None:
+    """Load the run's checkpoint of ``epoch`` into ``model``; CheckpointError if it does not fit."""
+    state = store.load_checkpoint(run_id, epoch, root=root)
+    try:
+        if not isinstance(state, Mapping):
+            raise TypeError(f"it holds a {type(state).__name__}, not a state dict")
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(f"run {run_id}: checkpoint of epoch {epoch} does not fit its model ({reason})") from err
 
 
 def measure_run(
@@ -77,8 +90,9 @@ def measure_run(
     """Compute measures of a stored run and cache them with :meth:`Store.put_measure`.
 
     Measures already cached for (run, epoch) are read back instead of recomputed unless ``recompute``;
-    failures are cached too (``value`` None, the error text kept). ``context_kwargs`` go to
-    :func:`load_context`, which is only called when something has to be computed.
+    failures are cached too (``value`` None, the error text kept; nothing is cached in a read-only store).
+    ``context_kwargs`` go to :func:`load_context`, which is only called when something has to be computed;
+    an unreadable checkpoint raises :class:`gnsel.store.CheckpointError` (nothing cached).
     """
     names = list(list_measures() if names is None else names)
     if epoch is None:
@@ -97,8 +111,9 @@ def measure_run(
         if ctx is None:
             ctx = load_context(store, run_id, epoch, **context_kwargs)
         result = compute_measure(name, ctx)
-        store.put_measure(
-            run_id, epoch, name, None if result.error else result.value, error=result.error, seconds=result.seconds
-        )
+        if not store.readonly:
+            store.put_measure(
+                run_id, epoch, name, None if result.error else result.value, error=result.error, seconds=result.seconds
+            )
         out[name] = result
     return out
