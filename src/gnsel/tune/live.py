@@ -48,6 +48,7 @@ candidate), the least objective or the knee of the Pareto front.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -67,7 +68,7 @@ from .selection import Selection, TrialRecord, select
 from .space import SearchSpace, load_space
 
 __all__ = [
-    "SEARCH_FILE", "ResumeError", "SearchResult", "ray_session", "run_search", "search_name",
+    "SEARCH_FILE", "ResumeError", "SearchResult", "quiet_ray_noise", "ray_session", "run_search", "search_name",
 ]  # fmt: skip
 
 SEARCH_FILE = f"{GNSEL_DIR}/{_SEARCH_NAME}"  # the search's settings, relative to its experiment folder
@@ -80,6 +81,45 @@ _TUNE_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",  # verbose=0 means quiet
 }
 _SPARE_CHECKPOINTS = 2  # kept per trial beyond the algorithm's need: the one the last snapshot names still exists
+
+
+class _RayNoise(logging.Filter):
+    """Drops three of Ray's log records that report nothing wrong, so that a search that succeeds looks like one.
+
+    * ``ray/_private/authentication/authentication_token_setup.py`` (``_warn_token_auth_enabled``): a new local
+      cluster with ``RAY_AUTH_MODE`` unset gets token authentication, and Ray warns that it did. gnsel keeps
+      that default. (Setting the variable would not do: Ray reads it once, when ``ray._raylet`` is imported.)
+    * ``ray/train/_internal/syncer.py`` (``_BackgroundSyncer._launch_sync_process``) and
+      ``ray/tune/execution/experiment_state.py`` (``sync_up_experiment_state``, ``wait_for_sync``): Tune
+      copies its staging folder to the experiment folder from a thread while the next step saves its state
+      there; a searcher writes ``.<uuid>-tmp-<name>`` and renames it (``Searcher.save_to_dir``,
+      ``tune.utils.util._atomic_save``), and a copy that listed the temp file fails with ``FileNotFoundError``
+      and a traceback. The next step copies again, and a resume restores from gnsel's snapshots, not from
+      these copies. Only that error is dropped: any other failure of a copy is still logged.
+    """
+
+    LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.train._internal.syncer",
+               "ray.tune.execution.experiment_state")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith("Token authentication is enabled for this Ray cluster"):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc):
+            return False
+        return not (msg.startswith("Last sync command failed") and "FileNotFoundError" in msg and "-tmp-" in msg)
+
+
+_NOISE = _RayNoise()
+
+
+def quiet_ray_noise() -> None:
+    """Install :class:`_RayNoise` on Ray's loggers (once; harmless to repeat)."""
+    for name in _RayNoise.LOGGERS:
+        logger = logging.getLogger(name)
+        if _NOISE not in logger.filters:
+            logger.addFilter(_NOISE)
 
 
 def search_name(algorithm: str, objective: str) -> str:
@@ -198,6 +238,7 @@ def run_search(
 
     from .store_callback import StoreCallback, expect_trials  # heavy: ray (a ray.tune.Callback)
 
+    quiet_ray_noise()
     opts = {**(options or {}), **({"pbt": pbt} if pbt is not None else {})}
     t0 = time.perf_counter()
     with ray_session(address):
@@ -252,6 +293,7 @@ def ray_session(address: str | None = None, **init: Any) -> Iterator[None]:
     """Ray for the duration: the running instance, a cluster at ``address``, or a new local one (shut down after)."""
     import ray  # heavy: ray
 
+    quiet_ray_noise()
     if ray.is_initialized():
         yield
         return
