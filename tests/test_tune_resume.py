@@ -148,6 +148,33 @@ def test_restore_state_without_a_snapshot(tmp_path):
     assert restore_state(exp, snapshots=False) == {"a"}  # sound: restored as it is
 
 
+def test_restore_recreates_checkpoints_tune_pruned_after_the_snapshot(tmp_path):
+    # Tune's own bookkeeping (internal classes): a trial keeping 3 checkpoints, the oldest deleted after the
+    # state was saved (a kill between Tune registering checkpoint 3 and gnsel's snapshot)
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint, CheckpointConfig
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    trial = tmp_path / "trial_x"
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=3))
+    for i in range(3):
+        (trial / f"checkpoint_{i:06d}").mkdir(parents=True)
+        manager.register_checkpoint(_TrainingResult(checkpoint=Checkpoint(str(trial / f"checkpoint_{i:06d}")),
+                                                    metrics={"epoch": i + 1}))  # fmt: skip
+    meta = _TrainingRunMetadata()
+    meta.checkpoint_manager = manager
+    (trial / "checkpoint_000000").rmdir()
+    state = tmp_path / "experiment_state-2026-01-01_00-00-00.json"
+    data = [[json.dumps({"trial_id": "x", "status": s}), meta.get_json_state()] for s in ("PENDING", "TERMINATED")]
+    state.write_text(json.dumps({"trial_data": data[:1]}))
+    # an empty folder Tune deletes again at the trial's next checkpoint, instead of failing with a traceback
+    assert resume._recreate_pruned(tmp_path, state) == 1 and (trial / "checkpoint_000000").is_dir()
+    (trial / "checkpoint_000000").rmdir()
+    state.write_text(json.dumps({"trial_data": data[1:]}))
+    assert resume._recreate_pruned(tmp_path, state) == 0  # a finished trial checkpoints no more
+
+
 def test_rows_merge_each_epoch_once_and_fill_from_the_store():
     rows = [{"epoch": 1, "run_id": "r", "v": 1}, {"epoch": 2, "run_id": "r", "v": 2},
             {"epoch": 2, "run_id": "r", "v": 22}, {"epoch": 5, "run_id": "r", "v": 5}]  # fmt: skip

@@ -317,7 +317,50 @@ def restore_state(path: Path, *, snapshots: bool) -> set[str] | None:
     repair_results(path)
     state = _experiment_state(_state_files(path))
     assert state is not None
+    _recreate_pruned(path, state)
+    _touch_results(path, state)
     return _trial_ids(state)
+
+
+def _touch_results(path: Path, state_file: Path) -> int:
+    """An empty ``result.json`` for each trial that reported but whose file Tune had not copied yet; their number.
+
+    Without one, ``Tuner.restore`` (``ExperimentAnalysis._fetch_trial_dataframes``) warns that it could not
+    fetch the trial's metrics; the epochs are in the store, and the trial appends its next ones.
+    """
+    made = 0
+    for trial_json, meta_json in json.loads(state_file.read_bytes())["trial_data"]:
+        folder = json.loads(trial_json).get("relative_logdir")
+        if folder and json.loads(meta_json).get("last_result") and not (path / folder / RESULT_FILE).exists():
+            atomic_write(path / folder / RESULT_FILE, b"")
+            made += 1
+    return made
+
+
+def _recreate_pruned(path: Path, state_file: Path) -> int:
+    """Empty folders for the checkpoints Tune deleted after the state it resumes from was saved; their number.
+
+    Tune keeps a trial's last ``num_to_keep`` checkpoints and deletes older ones as it registers new ones
+    (``_CheckpointManager.register_checkpoint``). The restored state still lists the ones it deleted after
+    the snapshot, and deleting one again at the trial's next checkpoint raises (``_delete_fs_path``: "Path not
+    found"), so that Tune logs a traceback and skips that checkpoint's bookkeeping. Each is older than the
+    checkpoint the trial resumes from, which still exists.
+    """
+    from ray.tune.utils.serialization import _loads_with_cloudpickle  # heavy: ray (Tune's own decoder)
+
+    made = 0
+    for trial_json, meta_json in json.loads(state_file.read_bytes())["trial_data"]:
+        if json.loads(trial_json).get("status") == "TERMINATED":
+            continue  # registers no checkpoint again
+        manager = _loads_with_cloudpickle(meta_json).get("checkpoint_manager")
+        latest = getattr(getattr(manager, "_latest_checkpoint_result", None), "checkpoint", None)
+        for result in getattr(manager, "_checkpoint_results", []):
+            where = Path(result.checkpoint.path)
+            local = path / where.parent.name / where.name  # (the experiment folder may have moved)
+            if (latest is None or where != Path(latest.path)) and local.parent.is_dir() and not local.exists():
+                local.mkdir()
+                made += 1
+    return made
 
 
 # ------------------------------------------------------------------------------------ trial results
