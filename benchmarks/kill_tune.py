@@ -2,7 +2,10 @@
 
 For each algorithm of ``--algorithms`` one search (``--trials`` trials x ``--epochs`` epochs on a tiny
 MNIST-1D space: generated data, no download) runs as its own ``python -m gnsel.cli tune`` process. The
-script SIGKILLs that process (``kill -9``: no clean-up of any kind) after a random delay, waits for
+script SIGKILLs that process (``kill -9``: no clean-up of any kind) at a random moment -- the first
+kill of a search within its first ``--early`` seconds (Ray starting, trials being set up), the others
+mid-search, once the store holds a random number of further epochs, plus a random fraction of a
+second (anywhere between two of Tune's events) -- waits for
 the Ray processes it had started to go (they share its fate; any left after ``--reap`` seconds are
 SIGKILLed by pid), and starts the same command with ``--resume``; each search has a store of its own
 (searches over one space with one seed would share runs); ``--kills`` times per search, then
@@ -13,7 +16,8 @@ gnsel's store (plain sqlite3) and the selection report (CSV) -- nothing here use
 loaders, so the check holds for any version of gnsel:
 
 * the last session exited 0, or it refused to resume with a one-line ``error:`` and a non-zero exit
-  (then the search counts as refused, not lost);
+  (then the search counts as refused, not lost) -- not hung (``--limit``), not crashed, and with no
+  traceback in its output;
 * Tune holds exactly ``--trials`` trials, all TERMINATED (none failed, none repeated);
 * the selection report counts ``--trials`` trials and 0 failed;
 * each trial's run in the store is ``done`` with its epochs exactly ``1..last`` (last = the trial's last
@@ -78,25 +82,39 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def session(cmd: list[str], env: dict[str, str], log: Path, delay: float | None, reap: float) -> dict:
-    """Run ``cmd``; SIGKILL it after ``delay`` seconds unless it ended. Returns what happened."""
+def session(cmd: list[str], env: dict[str, str], log: Path, kill: dict | None, store: Path, reap: float,
+            limit: float) -> dict:  # fmt: skip
+    """Run ``cmd``; SIGKILL it at the moment ``kill`` says unless it ended first. Returns what happened.
+
+    ``kill``: ``{"after": s}`` (seconds after the start: Ray starting, the first trials being set up) or
+    ``{"epochs": n, "jitter": s}`` (``s`` seconds after the store first holds ``n`` epoch rows: mid-search,
+    anywhere between two of Tune's events); None: let it run to its end. A session still running after
+    ``limit`` seconds is SIGKILLed and reported as hung.
+    """
     t0 = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         kids: set[int] = set()
-        killed = False
+        killed, hung, due = False, False, None
         try:
             while True:
                 try:
-                    proc.wait(timeout=0.2)
+                    proc.wait(timeout=0.05)
                     break
                 except subprocess.TimeoutExpired:
                     kids |= descendants(proc.pid)
-                    if delay is not None and time.monotonic() - t0 >= delay:
+                    now = time.monotonic()
+                    if kill is not None and due is None:
+                        if "after" in kill:
+                            due = t0 + kill["after"]
+                        elif progress(store)["epochs"] >= kill["epochs"]:
+                            due = now + kill["jitter"]
+                    hung = now - t0 > limit
+                    if hung or (due is not None and now >= due):
                         kids |= descendants(proc.pid)
                         os.kill(proc.pid, signal.SIGKILL)
                         proc.wait()
-                        killed = True
+                        killed = not hung
                         break
         finally:
             if proc.poll() is None:
@@ -115,9 +133,22 @@ def session(cmd: list[str], env: dict[str, str], log: Path, delay: float | None,
     text = log.read_text(errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
     errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    return {"killed": killed, "rc": None if killed else proc.returncode, "seconds": round(seconds, 1),
+    return {"killed": killed, "hung": hung, "rc": None if killed or hung else proc.returncode, "seconds": round(seconds, 1),
             "reaped": len(left), "last_line": " ".join(lines[errors[-1]:])[:400] if errors else (lines[-1][:300] if lines else ""),
-            "tracebacks": text.count("Traceback"), "error_lines": sum(ln.startswith("error:") for ln in lines)}  # fmt: skip
+            "tracebacks": text.count("Traceback"), "error_lines": len(errors)}  # fmt: skip
+
+
+def progress(store: Path) -> dict:
+    """How far the search had got: epoch rows and finished runs in its store."""
+    if not store.exists():
+        return {"epochs": 0, "done": 0}
+    with sqlite3.connect(store) as db:
+        try:
+            epochs = db.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
+            done = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+        except sqlite3.OperationalError:  # no tables yet
+            return {"epochs": 0, "done": 0}
+    return {"epochs": int(epochs), "done": int(done)}
 
 
 def check(work: Path, name: str, algorithm: str, trials: int, epochs: int) -> dict:
@@ -198,8 +229,9 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=4, help="SIGKILLs per search (at most; a session may end first)")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--min-delay", type=float, default=2.0, help="seconds after a session's start, at least")
-    ap.add_argument("--max-delay", type=float, default=14.0, help="... at most")
+    ap.add_argument("--early", type=float, default=8.0,
+                    help="the first kill of a search at a random moment in its first this many seconds (0: none)")
+    ap.add_argument("--limit", type=float, default=300.0, help="seconds after which a session counts as hung")
     ap.add_argument("--reap", type=float, default=20.0, help="seconds the killed session's Ray processes get to go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/gnsel-kill-tune"))
@@ -225,16 +257,28 @@ def main() -> int:
                 "--objective", "val_loss", "--trials", str(args.trials), "--epochs", str(args.epochs),
                 "--storage", str(work / "ray"), "--store", str(work / f"{name}.sqlite"), "--name", name, "--seed", "1"]  # fmt: skip
         sessions, outcome = [], None
+        store = work / f"{name}.sqlite"
+        total = args.trials * args.epochs if alg in ("random", "tpe", "grid") else args.trials * args.epochs // 2
         for k in range(args.kills + 1):
-            delay = rng.uniform(args.min_delay, args.max_delay) if k < args.kills else None
+            done = progress(store)["epochs"]
+            if k == args.kills:
+                kill = None
+            elif k == 0 and args.early:  # during Ray's start or the first trials' set-up
+                kill = {"after": rng.uniform(1.0, args.early)}
+            else:  # mid-search: after a random number of further epochs, at a random moment between events
+                kill = {"epochs": done + rng.randint(1, max(1, (total - done) // 2)), "jitter": rng.uniform(0.0, 0.8)}
             cmd = base + (["--resume"] if k else [])
-            s = session(cmd, env, work / f"{name}-{k}.log", delay, args.reap)
-            s["delay"] = None if delay is None else round(delay, 1)
+            s = session(cmd, env, work / f"{name}-{k}.log", kill, store, args.reap, args.limit)
+            s["kill"] = kill
+            s["progress"] = progress(store)
             sessions.append(s)
-            print(f"{name} session {k}: " + (f"killed at {s['seconds']} s" if s["killed"] else
+            at = f" ({s['progress']['epochs']} epochs, {s['progress']['done']} trials done)"
+            print(f"{name} session {k}: " + (f"killed at {s['seconds']} s{at}" if s["killed"] else
                   f"exit {s['rc']} after {s['seconds']} s: {s['last_line'][:160]}"), flush=True)  # fmt: skip
             if not s["killed"]:
-                if s["rc"] == 0:
+                if s["hung"]:
+                    outcome = "hung"
+                elif s["rc"] == 0:
                     outcome = "finished"
                 else:
                     # one error message (gnsel's console may wrap it), no traceback
