@@ -26,13 +26,19 @@ run, its parent recorded in ``extra``), each epoch as it is reported, a failed t
 any error) marked failed with its reason while the search goes on.
 
 Results live under ``storage/name``; ``resume=True`` continues an interrupted search with
-``Tuner.restore(path, trainable, resume_errored=True)``. The experiment state is saved at every step
-of the Tune loop (``TUNE_GLOBAL_CHECKPOINT_S=0`` unless set) and, with one checkpoint kept per trial,
-Tune waits for it to reach storage after every checkpoint; so even a killed driver neither loses nor
-repeats finished trials. An unfinished trial continues from its last registered checkpoint: Tune
-registers a reported checkpoint one round trip after the result, so a kill in between runs that one
-epoch again (its row then appears twice in the trial's results, once in the store). Errored trials
-resume from their last checkpoint too (a diverged one diverges again within an epoch).
+``Tuner.restore(path, trainable, resume_errored=True)``, sound after ``kill -9`` at any moment
+(:mod:`gnsel.tune.resume`): gnsel's own files are written atomically in ``storage/name/gnsel/``,
+where Tune never copies; Tune saves its state at every step of its loop (``TUNE_GLOBAL_CHECKPOINT_S=0``
+unless set) and at the end of every step in which a trial changed gnsel copies that state, consistent
+and fsynced, into a snapshot there; a resume puts the snapshot in place of Tune's own copies (which a
+kill may have torn), keeps two checkpoints per trial beyond what the algorithm needs (so the one a
+snapshot names still exists), checks that Tune really restored every trial, and refuses with one line
+(naming the folder and how to start afresh) when no sound state is left. A resumed search so holds
+every trial once: finished trials stay finished (the store has them; a trial Tune could not restore
+from a lost checkpoint but the store has finished counts as finished), an unfinished trial continues
+from its last checkpoint (an epoch whose checkpoint Tune had not yet registered runs again, and counts
+once). Errored trials resume from their last checkpoint too (a diverged one diverges again within an
+epoch).
 
 What the search selects is :func:`gnsel.tune.selection.select` over its trials: among the trials at
 one budget (the largest epoch any usable trial reached; a trial a scheduler stopped earlier is no
@@ -42,7 +48,7 @@ candidate), the least objective or the knee of the Pareto front.
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import os
 import re
 import time
@@ -54,20 +60,66 @@ from typing import Any
 from ..store import Store
 from .algorithms import LiveSettings, check_search
 from .objectives import parse_objective
-
-from .selection import Selection, TrialRecord, load_records, select
+from .resume import SEARCH_FILE as _SEARCH_NAME
+from .resume import (
+    GNSEL_DIR, LEGACY_SEARCH_FILE, ResumeError, load_trials, read_search, restore_state, snapshot_dir, write_search,
+)  # fmt: skip
+from .selection import Selection, TrialRecord, select
 from .space import SearchSpace, load_space
 
 __all__ = [
-    "SEARCH_FILE", "SearchResult", "ray_session", "run_search", "search_name",
+    "SEARCH_FILE", "ResumeError", "SearchResult", "quiet_ray_noise", "ray_session", "run_search", "search_name",
 ]  # fmt: skip
 
-SEARCH_FILE = "gnsel_search.json"
+SEARCH_FILE = f"{GNSEL_DIR}/{_SEARCH_NAME}"  # the search's settings, relative to its experiment folder
+_FORMAT = 2  # searches whose driver keeps snapshots of Tune's state (gnsel.tune.resume)
 _TUNE_ENV = {
-    "TUNE_GLOBAL_CHECKPOINT_S": "0",  # save the experiment state at every step of the Tune loop
+    # Tune saves its state at every step of its loop, into its local staging folder: the snapshot gnsel takes
+    # at the end of a step in which a trial changed is then that step's state (a resume loses nothing finished)
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # ... which is on purpose
     "RAY_AIR_NEW_OUTPUT": "0",  # verbose=0 means quiet
 }
+_SPARE_CHECKPOINTS = 2  # kept per trial beyond the algorithm's need: the one the last snapshot names still exists
+
+
+class _RayNoise(logging.Filter):
+    """Drops three of Ray's log records that report nothing wrong, so that a search that succeeds looks like one.
+
+    * ``ray/_private/authentication/authentication_token_setup.py`` (``_warn_token_auth_enabled``): a new local
+      cluster with ``RAY_AUTH_MODE`` unset gets token authentication, and Ray warns that it did. gnsel keeps
+      that default. (Setting the variable would not do: Ray reads it once, when ``ray._raylet`` is imported.)
+    * ``ray/train/_internal/syncer.py`` (``_BackgroundSyncer._launch_sync_process``) and
+      ``ray/tune/execution/experiment_state.py`` (``sync_up_experiment_state``, ``wait_for_sync``): Tune
+      copies its staging folder to the experiment folder from a thread while the next step saves its state
+      there; a searcher writes ``.<uuid>-tmp-<name>`` and renames it (``Searcher.save_to_dir``,
+      ``tune.utils.util._atomic_save``), and a copy that listed the temp file fails with ``FileNotFoundError``
+      and a traceback. The next step copies again, and a resume restores from gnsel's snapshots, not from
+      these copies. Only that error is dropped: any other failure of a copy is still logged.
+    """
+
+    LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.train._internal.syncer",
+               "ray.tune.execution.experiment_state")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith("Token authentication is enabled for this Ray cluster"):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc):
+            return False
+        return not (msg.startswith("Last sync command failed") and "FileNotFoundError" in msg and "-tmp-" in msg)
+
+
+_NOISE = _RayNoise()
+
+
+def quiet_ray_noise() -> None:
+    """Install :class:`_RayNoise` on Ray's loggers (once; harmless to repeat)."""
+    for name in _RayNoise.LOGGERS:
+        logger = logging.getLogger(name)
+        if _NOISE not in logger.filters:
+            logger.addFilter(_NOISE)
 
 
 def search_name(algorithm: str, objective: str) -> str:
@@ -172,14 +224,21 @@ def run_search(
     path = storage / name
     settings = {"space": sp.spec, "algorithm": algorithm, "objective": obj.text, "trials": trials,
                 "epochs": epochs, "seed": seed}  # fmt: skip
-    _check_experiment(path, settings, resume)
+    saved = _check_experiment(path, settings, resume)
     store_path = str(Path(store).expanduser().resolve())
     Store(store_path).close()  # create it (and fail) before Ray starts
+    restore_ids: set[str] | None = None
+    if resume and ((path / "tuner.pkl").exists() or snapshot_dir(path).exists()):
+        if saved is not None:
+            write_search(path, saved)  # a legacy search file moves where Tune does not copy it
+        snapshots = saved is not None and int(saved.get("format", 1)) >= _FORMAT
+        restore_ids = restore_state(path, snapshots=snapshots)  # ResumeError: one line, nothing started
 
     from ray import tune  # heavy: ray
 
-    from .store_callback import StoreCallback  # heavy: ray (a ray.tune.Callback)
+    from .store_callback import StoreCallback, expect_trials  # heavy: ray (a ray.tune.Callback)
 
+    quiet_ray_noise()
     opts = {**(options or {}), **({"pbt": pbt} if pbt is not None else {})}
     t0 = time.perf_counter()
     with ray_session(address):
@@ -195,11 +254,12 @@ def run_search(
                                              "experiment": str(path)},
         )  # fmt: skip
         with _env(**_TUNE_ENV):
-            if resume and tune.Tuner.can_restore(str(path)):
+            if restore_ids is not None:
                 tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+                expect_trials(str(path), restore_ids)  # Tune must hold them all, not start afresh
             else:
                 path.mkdir(parents=True, exist_ok=True)
-                (path / SEARCH_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True))
+                write_search(path, {**settings, "format": _FORMAT})
                 plan = alg.live(sp, obj, LiveSettings(trials, epochs, seed, dict(opts.get(algorithm) or {})))
                 assert plan is not None  # check_search returns algorithms with a live path
                 if max_concurrent:
@@ -213,12 +273,16 @@ def run_search(
                     run_config=tune.RunConfig(
                         name=name, storage_path=str(storage), callbacks=[callback, *callbacks], verbose=verbose,
                         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                        checkpoint_config=tune.CheckpointConfig(num_to_keep=plan.keep_checkpoints),
+                        checkpoint_config=tune.CheckpointConfig(
+                            num_to_keep=plan.keep_checkpoints + _SPARE_CHECKPOINTS),
                     ),
                 )  # fmt: skip
-            tuner.fit()
+            try:
+                tuner.fit()
+            finally:
+                expect_trials(None)
     wall = _add_wall(path, time.perf_counter() - t0)  # all sessions of the search (first run and resumes)
-    records = load_records(path, sp)
+    records = load_trials(path, sp, store_path)
     selection = select(records, obj, algorithm=algorithm, search=name, wall_seconds=wall)
     interrupted = any(r.status in ("PENDING", "RUNNING") for r in records)
     return SearchResult(name, path, algorithm, obj.text, records, selection, wall, interrupted)
@@ -229,6 +293,7 @@ def ray_session(address: str | None = None, **init: Any) -> Iterator[None]:
     """Ray for the duration: the running instance, a cluster at ``address``, or a new local one (shut down after)."""
     import ray  # heavy: ray
 
+    quiet_ray_noise()
     if ray.is_initialized():
         yield
         return
@@ -250,24 +315,24 @@ def _trial_entry(config: dict[str, Any], **kwargs: Any) -> None:
 
 
 def _add_wall(path: Path, seconds: float) -> float:
-    """Record a session's wall time in the search file; the search's total so far."""
-    f = path / SEARCH_FILE
-    saved = json.loads(f.read_text()) if f.exists() else {}
+    """Record a session's wall time in the search file (atomically); the search's total so far."""
+    saved = read_search(path) or {}
     saved["wall_seconds"] = [*saved.get("wall_seconds", []), seconds]
-    f.write_text(json.dumps(saved, indent=2, sort_keys=True))
+    write_search(path, saved)
     return float(sum(saved["wall_seconds"]))
 
 
-def _check_experiment(path: Path, settings: Mapping[str, Any], resume: bool) -> None:
-    """No silent mix-ups: a new search needs a free name; a resumed one its original settings."""
-    saved_file = path / SEARCH_FILE
-    started = (path / "tuner.pkl").exists()
-    if not resume and (started or saved_file.exists()):
-        raise ValueError(
-            f"a search already exists at {path}: pass --resume to continue it, or choose another --name or --storage"
-        )
-    if resume and saved_file.exists():
-        saved = json.loads(saved_file.read_text())
+def _check_experiment(path: Path, settings: Mapping[str, Any], resume: bool) -> dict[str, Any] | None:
+    """No silent mix-ups: a new search needs a free name; a resumed one its original settings (returned)."""
+    started = (path / "tuner.pkl").exists() or snapshot_dir(path).exists()
+    if not resume:
+        if started or (path / SEARCH_FILE).exists() or (path / LEGACY_SEARCH_FILE).exists():
+            raise ValueError(
+                f"a search already exists at {path}: pass --resume to continue it, or choose another --name or --storage"
+            )
+        return None
+    saved = read_search(path)  # ResumeError if damaged
+    if saved is not None:
         diff = [k for k in settings if saved.get(k) != settings[k]]
         if diff:
             raise ValueError(
@@ -275,3 +340,4 @@ def _check_experiment(path: Path, settings: Mapping[str, Any], resume: bool) -> 
                 f"(it was started with {', '.join(f'{k}={saved.get(k)!r}' for k in diff if k != 'space')}"
                 f"{'; the space file changed' if 'space' in diff else ''})"
             )
+    return saved

@@ -1,4 +1,5 @@
-"""Ray Tune's HyperBand schedulers, with paused trials that no bracket will resume stopped instead of left.
+"""Ray Tune's HyperBand schedulers, with paused trials that no bracket will resume stopped instead of left,
+and the finished trials of a restored search kept out of the brackets.
 
 A HyperBand bracket pauses a trial at a milestone until the rest of the bracket gets there, and stops
 the paused trials when it is done (``_Bracket.cleanup_full``) or when they lose a halving. Both only
@@ -7,6 +8,12 @@ skipped, becomes ``PAUSED`` a moment later, and is then in no bracket's plan: Tu
 forever (seen in gnsel's tests, 1 run in 4, at random: it depends on when the checkpoint lands). These
 subclasses stop such a trial at the next scheduling step, which is what the bracket meant to do; a run
 that never meets the race schedules exactly as with Ray's classes.
+
+Tune saves no scheduler state: a restored search unpickles the scheduler of ``tuner.pkl``, as it was
+before the first trial, and adds every restored trial to it (``TuneController.add_trial``), finished ones
+included. In a bracket a finished trial never reaches the next milestone, so the bracket never halves and
+its paused trials wait forever (``gnsel tune --resume`` hung after a kill). Finished trials therefore
+join no bracket; the unfinished ones fill new brackets and go on from their checkpoints.
 
 Importing this module imports Ray: the algorithms import it inside their ``live()``.
 """
@@ -46,9 +53,17 @@ class _StopOrphans:
         return super().choose_trial_to_run(tune_controller, *args, **kwargs)  # type: ignore[misc]
 
 
-class HyperBandScheduler(_StopOrphans, _RayHyperBandScheduler):
-    """Ray's ``HyperBandScheduler``; orphaned paused trials are stopped."""
+class _SkipFinished:
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """A finished trial (one a restored search brings back) joins no bracket; any other as with Ray."""
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            return
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
 
 
-class HyperBandForBOHB(_StopOrphans, _RayHyperBandForBOHB):
-    """Ray's ``HyperBandForBOHB``; orphaned paused trials are stopped."""
+class HyperBandScheduler(_SkipFinished, _StopOrphans, _RayHyperBandScheduler):
+    """Ray's ``HyperBandScheduler``; orphaned paused trials are stopped, restored finished ones left out."""
+
+
+class HyperBandForBOHB(_SkipFinished, _StopOrphans, _RayHyperBandForBOHB):
+    """Ray's ``HyperBandForBOHB``; orphaned paused trials are stopped, restored finished ones left out."""
