@@ -3,12 +3,12 @@ the selection table of a lookup, and a replay of random search over a small look
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from brute_selection import brute_expected
 
 from gnsel.tune.exact import (
     exact_expectations,
@@ -23,22 +23,10 @@ VALUES = np.array([0.31, 0.12, 0.55, 0.08, 0.47, 0.29, 0.90])
 ACC = np.array([0.70, 0.81, 0.60, 0.85, 0.65, 0.72, 0.40])
 
 
-def _brute(values: np.ndarray, acc: np.ndarray, k: int, replacement: bool) -> float:
-    """Mean over every k-subset (or k-tuple) of the test accuracy of its least value (ties: mean over the tied)."""
-    idx = range(len(values))
-    draws = itertools.product(idx, repeat=k) if replacement else itertools.combinations(idx, k)
-    out = []
-    for d in draws:
-        best = min(values[i] for i in d)
-        tied = sorted({i for i in d if values[i] == best})
-        out.append(np.mean([acc[i] for i in tied]))
-    return float(np.mean(out))
-
-
 @pytest.mark.parametrize("replacement", [False, True])
 @pytest.mark.parametrize("k", range(1, 8))
 def test_exact_matches_brute_force(k, replacement):
-    assert expected_selected(VALUES, ACC, k, replacement) == pytest.approx(_brute(VALUES, ACC, k, replacement), abs=1e-12)
+    assert expected_selected(VALUES, ACC, k, replacement) == pytest.approx(brute_expected(VALUES, ACC, k, replacement), abs=1e-12)
 
 
 @pytest.mark.parametrize("replacement", [False, True])
@@ -47,7 +35,7 @@ def test_ties_share_their_mass_and_nan_is_never_selected(replacement):
     acc = np.array([0.9, 0.5, 0.3, 1.0, 0.6, 0.8, 1.0])
     ok = np.isfinite(values)
     for k in range(1, 6):
-        want = _brute(values[ok], acc[ok], k, replacement)
+        want = brute_expected(values[ok], acc[ok], k, replacement)
         assert expected_selected(values, acc, k, replacement) == pytest.approx(want, abs=1e-12)
     assert math.isnan(expected_selected([np.nan, np.nan], [0.5, 0.6], 1, replacement))
 

@@ -3,16 +3,21 @@ validation data, and the one verdict rule of every part."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from brute_selection import brute_expected
 
 from gnsel.study.common import ACC_MARGIN, TAU_MARGIN, oriented, verdict_of
 from gnsel.study.hpo_tuned import tuned_effects, tuned_findings
-from gnsel.tune.exact import expected_selected, selection_table, weight_curve, weight_table
+from gnsel.tune.exact import (
+    expected_selected,
+    selection_table,
+    weight_curve,
+    weight_table,
+)
 from gnsel.tune.live import search_name
 from gnsel.tune.lookup import Lookup
 from gnsel.tune.objectives import INFEASIBLE, parse_objective
@@ -95,16 +100,6 @@ def _lookup(n: int = 10, reps: int = 1, epochs: int = 2, seed: int = 0) -> Looku
                   n_replicates=np.full(n, reps), run_ids=[[f"r{i}-{r}" for r in range(reps)] for i in range(n)])  # fmt: skip
 
 
-def _brute(values: np.ndarray, acc: np.ndarray, k: int, replacement: bool) -> float:
-    idx = range(len(values))
-    draws = itertools.product(idx, repeat=k) if replacement else itertools.combinations(idx, k)
-    out = []
-    for d in draws:
-        best = min(values[i] for i in d)
-        out.append(np.mean([acc[i] for i in sorted({i for i in d if values[i] == best})]))
-    return float(np.mean(out))
-
-
 @pytest.mark.parametrize("replacement", [False, True])
 def test_exact_expectation_of_a_constrained_objective_matches_brute_force(replacement):
     lk = _lookup()
@@ -115,7 +110,7 @@ def test_exact_expectation_of_a_constrained_objective_matches_brute_force(replac
     assert np.all(v[~feasible] > INFEASIBLE) and np.all(v[feasible] < INFEASIBLE)
     acc = table["test_acc"].to_numpy(float)
     for k in (1, 2, 3):
-        assert expected_selected(v, acc, k, replacement) == pytest.approx(_brute(v, acc, k, replacement))
+        assert expected_selected(v, acc, k, replacement) == pytest.approx(brute_expected(v, acc, k, replacement))
     # with the constraint the search no longer rewards the models that did not fit
     gn = table["gn_full"].to_numpy(float)
     assert expected_selected(v, acc, 4, replacement) > expected_selected(gn, acc, 4, replacement)
@@ -137,8 +132,8 @@ def test_weight_curve_is_exact_and_chooses_by_validation_error_only():
     crit, acc = table["val_error"].to_numpy(float), table["test_acc"].to_numpy(float)
     for r in curve.itertuples():
         v = (table["val_loss"] + r.weight * lk.mean("gn_fc")[:, lk.epochs]).to_numpy(float)
-        assert r.expected_val_error == pytest.approx(_brute(v, crit, 3, True))
-        assert r.expected_test_acc == pytest.approx(_brute(v, acc, 3, True))
+        assert r.expected_val_error == pytest.approx(brute_expected(v, crit, 3, True))
+        assert r.expected_test_acc == pytest.approx(brute_expected(v, acc, 3, True))
     chosen = curve.loc[curve["chosen"]].iloc[0]
     assert chosen.expected_val_error == curve["expected_val_error"].min()
     # the choice never reads the test set: scrambling test accuracy leaves it unchanged
