@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["list_presets", "read_preset", "read_yaml", "yaml_error"]
+__all__ = ["list_presets", "read_mapping", "read_preset", "read_yaml", "yaml_error", "yaml_kind"]
 
 
 def yaml_error(err: yaml.YAMLError, where: str) -> ValueError:
@@ -57,3 +58,21 @@ def read_preset(source: str | Path, package: str, kind: str) -> tuple[Any, str]:
     raise ValueError(
         f"unknown {kind} preset {str(source)!r}; presets: {', '.join(list_presets(package))} (or give a .yaml file)"
     )
+
+
+def yaml_kind(value: Any) -> str:
+    """``list``, ``string``, ... as a YAML reader would call what it found."""
+    return {list: "list", tuple: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__)  # fmt: skip
+
+
+def read_mapping(source: str | Path, package: str, kind: str, empty: str, keys: str) -> tuple[Any, str, str]:
+    """``(mapping, name, where)`` of a preset or YAML file (:func:`read_preset`) that must hold a mapping: an empty
+    file is an error saying ``empty`` (what to give), anything else an error naming ``keys`` (what it maps)."""
+    raw, name = read_preset(source, package, kind)  # a YAML syntax error: file, line and column
+    where = f"{kind} file {source}" if Path(source).is_file() else f"{kind} preset {name!r}"
+    if raw is None:
+        raise ValueError(f"{where} is empty: {empty}")
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where} must hold a mapping of {keys}, got a {yaml_kind(raw)}")
+    return raw, name, where

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..presets import list_presets, read_preset
+from ..presets import list_presets, read_mapping
 from ..zoo.grid import load_grid
 from .part import PARTS, StudySpec
 
@@ -34,13 +34,9 @@ def load_study(source: str | Path | Mapping[str, Any] = "quick") -> StudySpec:
         return _load(dict(source), str(source.get("name", "custom")))
     if not isinstance(source, (str, Path)):
         raise ValueError(f"a study is a preset name, a YAML file or a mapping, got {source!r}")
-    raw, name = read_preset(source, "gnsel.study", "study")  # a YAML syntax error: file, line and column
-    where = f"study file {source}" if Path(source).is_file() else f"study preset {name!r}"
-    if raw is None:
-        raise ValueError(f"{where} is empty: give the settings of at least one part ({', '.join(PARTS)})")
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{where} must hold a mapping of part settings ({', '.join(PARTS)}), "
-                         f"got a {type(raw).__name__}")  # fmt: skip
+    raw, name, where = read_mapping(source, "gnsel.study", "study",
+                                    f"give the settings of at least one part ({', '.join(PARTS)})",
+                                    f"part settings ({', '.join(PARTS)})")  # fmt: skip
     try:
         return _load(raw, name)
     except ValueError as err:

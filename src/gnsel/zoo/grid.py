@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from ..training import TrainConfig
 from ..presets import list_presets as _list_presets
-from ..presets import read_preset
+from ..presets import read_mapping, yaml_kind
 
 _TOP_KEYS = ("name", "description", "dataset", "datasets", "dataset_kwargs", "models", "train", "seeds")
 _NOT_IN_TRAIN = ("dataset", "dataset_kwargs", "model", "model_kwargs", "seed")
@@ -57,23 +57,12 @@ def load_grid(source: str | Path | Mapping[str, Any]) -> Grid:
         return expand_grid(source)
     if not isinstance(source, (str, Path)):
         raise ValueError(f"a grid is a preset name, a YAML file or a mapping, got {source!r}")
-    spec, name = read_preset(source, "gnsel.zoo", "grid")  # a YAML syntax error: file, line and column
-    where = f"grid file {source}" if Path(source).is_file() else f"grid preset {name!r}"
-    if spec is None:
-        raise ValueError(f"{where} is empty: give at least 'models' (see docs/zoo.md)")
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"{where} must hold a mapping of grid keys ({', '.join(_TOP_KEYS)}), "
-                         f"got a {_kind(spec)}")  # fmt: skip
+    spec, name, where = read_mapping(source, "gnsel.zoo", "grid", "give at least 'models' (see docs/zoo.md)",
+                                     f"grid keys ({', '.join(_TOP_KEYS)})")  # fmt: skip
     try:
         return expand_grid({"name": name, **spec})
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-
-
-def _kind(value: Any) -> str:
-    """``list``, ``str``, ... as a YAML reader would call what it found."""
-    return {list: "list", tuple: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
-        type(value), type(value).__name__)  # fmt: skip
 
 
 def _values(key: str, v: Any) -> list[Any]:
@@ -96,14 +85,14 @@ def _mapping(spec: Mapping[str, Any], key: str, example: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"'{key}' must be a mapping, e.g. {example}, got a {_kind(value)}: {value!r}")
+        raise ValueError(f"'{key}' must be a mapping, e.g. {example}, got a {yaml_kind(value)}: {value!r}")
     return dict(value)
 
 
 def expand_grid(spec: Mapping[str, Any]) -> Grid:
     """Validate a grid mapping and expand it; every error names the bad key or value."""
     if not isinstance(spec, Mapping):
-        raise ValueError(f"a grid must be a mapping of grid keys ({', '.join(_TOP_KEYS)}), got a {_kind(spec)}")
+        raise ValueError(f"a grid must be a mapping of grid keys ({', '.join(_TOP_KEYS)}), got a {yaml_kind(spec)}")
     unknown = [k for k in spec if k not in _TOP_KEYS]
     if unknown:
         raise ValueError(f"unknown grid key(s) {unknown}; valid keys: {', '.join(_TOP_KEYS)}")
