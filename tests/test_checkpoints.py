@@ -9,11 +9,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from gnsel.cli.hpo_bench import DEFAULT_SELECTORS as CLI_SELECTORS
-from gnsel.cli.hpo_bench import register
+from gnsel.cli import app
 from gnsel.store import Store
 from gnsel.study.checkpoints import (
     checkpoint_report,
@@ -201,21 +200,10 @@ def test_report_pieces(lookup, tmp_path):
                for f in checkpoint_report(lookup, tmp_path, ["last", "gn_fc", "val_loss+1*gn_fc"], resamples=50)[2])
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """test app"""
-
-    register(app)
-    return app
-
-
 def test_cli_checkpoints_writes_its_files_and_rejects_bad_selectors(store, tmp_path):
     runner = CliRunner(env={"COLUMNS": "250"})
     out = tmp_path / "ckpt"
-    res = runner.invoke(_app(), ["hpo-bench", "--checkpoints", "--store", store, "--selectors", "last;val_loss;gn_fc",
+    res = runner.invoke(app, ["hpo-bench", "--checkpoints", "--store", store, "--selectors", "last;val_loss;gn_fc",
                                  "--resamples", "100", "--out", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "checkpoint selection: 4 runs of 2 configurations" in res.output and "Wu & Summa" in res.output
@@ -225,7 +213,7 @@ def test_cli_checkpoints_writes_its_files_and_rejects_bad_selectors(store, tmp_p
     assert summary["selector"].tolist() == ["last", "val_loss", "gn_fc"]
     np.testing.assert_allclose(summary["mean_regret"], [0.1, 0.05, 0.1])
     assert len(pd.read_csv(out / "checkpoint_picks.csv")) == 12
-    tail = runner.invoke(_app(), ["hpo-bench", "--checkpoints", "--store", store, "--selectors", "val_loss",
+    tail = runner.invoke(app, ["hpo-bench", "--checkpoints", "--store", store, "--selectors", "val_loss",
                                   "--tail", "1", "--resamples", "20", "--out", str(tmp_path / "t")])  # fmt: skip
     assert tail.exit_code == 0, tail.output
     assert (pd.read_csv(tmp_path / "t" / "checkpoint_picks.csv")["epoch"] == [4, 2, 4, 4]).all()
@@ -233,7 +221,7 @@ def test_cli_checkpoints_writes_its_files_and_rejects_bad_selectors(store, tmp_p
     for args, words in ((["--selectors", "val_loss,[val_loss,gn_fc]"], "multi-objective"),
                         (["--selectors", "val_los"], "val_los"), (["--selectors", "gn_full"], "gn_full"),
                         (["--store", str(tmp_path / "none.sqlite")], "no zoo store")):  # fmt: skip
-        bad = wide.invoke(_app(), ["hpo-bench", "--checkpoints", "--store", store, *args, "--out", str(tmp_path / "b")])
+        bad = wide.invoke(app, ["hpo-bench", "--checkpoints", "--store", store, *args, "--out", str(tmp_path / "b")])
         assert bad.exit_code == 2 and words in bad.output, bad.output
         assert bad.output.strip().startswith("error:") and len(bad.output.strip().splitlines()) == 1, bad.output
 

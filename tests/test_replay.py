@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from gnsel.cli.hpo_bench import register
+from gnsel.cli import app
 from gnsel.store import Store
 from gnsel.training import TrainConfig
 from gnsel.tune.objectives import Objective, Sum, parse_objective, pick_from_front
@@ -197,25 +196,14 @@ def test_bad_names_fail_before_anything_runs(tmp_path):
     assert [o.text for o in parse_objectives("gn_full;[val_loss,gn_fc]")] == ["gn_full", "[val_loss,gn_fc]"]
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """test app"""
-
-    register(app)
-    return app
-
-
 def test_cli_rejects_bad_names_and_writes_its_files(zoo, tmp_path):
     runner = CliRunner(env={"COLUMNS": "200"})
-    bad = runner.invoke(_app(), ["hpo-bench", "--store", str(tmp_path / "none.sqlite"), "--algorithms", "grid,smac"])
+    bad = runner.invoke(app, ["hpo-bench", "--store", str(tmp_path / "none.sqlite"), "--algorithms", "grid,smac"])
     assert bad.exit_code == 2 and "smac" in bad.output and "bohb" in bad.output
-    bad = runner.invoke(_app(), ["hpo-bench", "--store", str(zoo), "--objectives", "val_loss,[val_loss"])
+    bad = runner.invoke(app, ["hpo-bench", "--store", str(zoo), "--objectives", "val_loss,[val_loss"])
     assert bad.exit_code == 2 and "bracketed" in bad.output
     out = tmp_path / "bench"
-    res = runner.invoke(_app(), ["hpo-bench", "--store", str(zoo), "--algorithms", "grid,hyperband",
+    res = runner.invoke(app, ["hpo-bench", "--store", str(zoo), "--algorithms", "grid,hyperband",
                                  "--objectives", "val_loss,[val_loss,gn_fc]", "--seeds", "2", "--workers", "1",
                                  "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -263,7 +251,7 @@ def test_a_zoo_that_varies_the_data_is_refused_in_one_line(tmp_path, runs, messa
     with pytest.raises(ValueError) as err:
         Lookup.from_store(zoo)
     assert message in str(err.value) and "\n" not in str(err.value)
-    res = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), ["hpo-bench", "--store", str(zoo), "--seeds", "1",
+    res = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["hpo-bench", "--store", str(zoo), "--seeds", "1",
                                                              "--workers", "1", "--out", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
     assert f"error: {err.value}" in res.output.splitlines() and "Traceback" not in res.output
