@@ -27,9 +27,7 @@ TINY = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _data_root(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GNSEL_DATA_ROOT", str(tmp_path_factory.getbasetemp() / "data"))
+pytestmark = pytest.mark.usefixtures("isolated_data_root")  # generated data in a folder of the module's own
 
 
 def _finished_store(path: Path, n: int = 3) -> list[str]:

@@ -20,9 +20,7 @@ GOOD = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _data_root(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GNSEL_DATA_ROOT", str(tmp_path_factory.getbasetemp() / "data"))
+pytestmark = pytest.mark.usefixtures("isolated_data_root")  # generated data in a folder of the module's own
 
 
 def _build(tmp_path: Path, spec: dict, db: Path):
